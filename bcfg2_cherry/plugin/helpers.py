@@ -47,10 +47,12 @@ MAX_INCLUDE_DEPTH = 32
 READ_EVENTS = ("exists", "created", "changed")
 
 #: Names never tracked by DirectoryBacked: what ``[server] ignore_files`` drops by
-#: default (editor swap/backup files, vim's ``4913`` probe, SCCS/.svn) plus ``.git``.
-#: The file monitor drops these too; this keeps a directory clean whatever the monitor.
+#: default (editor swap/backup files, vim's ``4913`` probe, SCCS/.svn) plus ``.git``
+#: and merge/patch leftovers (``.orig``, ``.rej``), which real sites' repositories hold
+#: and upstream ignored (spec/VERIFIED.md). The file monitor drops the first set too.
 EDITOR_DROPPINGS = re.compile(
-    r"^(\.#.*|.*~|.*#|.*\.swpx?|\..*\.swx|4913|SCCS|\.svn|\.git|\.gitignore)$")
+    r"^(\.#.*|.*~|.*#|.*\.swpx?|\..*\.swx|.*\.orig|.*\.rej|4913|SCCS|\.svn|\.git|"
+    r"\.gitignore)$")
 
 
 # -- the running core ---------------------------------------------------------------

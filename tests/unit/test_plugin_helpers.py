@@ -718,3 +718,14 @@ def test_xml_template_data_uses_the_files_core(tmp_path):
                                                  repo=str(tmp_path / "repo"), extra=1)
     assert DefaultTemplateDataProvider().get_xml_template_data(None, md) == dict(
         metadata=md, repo=None)
+
+
+@pytest.mark.parametrize("dropping", ["a.xml.orig", "a.xml.rej", ".#a.xml", "a.xml~",
+                                      ".a.xml.swp", "4913"])
+def test_directory_backed_ignores_editor_and_merge_droppings(tmp_path, caplog, dropping):
+    root = tmp_path / "Bundler"
+    write(root / "a.xml", "<A/>")
+    write(root / dropping, "<Dropped/>")
+    db = DirectoryBacked(str(root), None)
+    assert sorted(db.entries) == ["a.xml"]
+    assert dropping not in caplog.text
