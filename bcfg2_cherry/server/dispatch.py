@@ -5,6 +5,7 @@ A network core calls ``parse_call`` on the body, ``authorize`` with the credenti
 extracted, ``dispatch`` to run the call and ``encode_result``/``encode_fault`` for the
 response. Only exposed Core methods and ``__rmi__`` names can ever be reached.
 """
+import inspect
 import logging
 import time
 import xmlrpc.client
@@ -13,7 +14,7 @@ from xml.parsers.expat import ExpatError
 from bcfg2_cherry import statistics
 from bcfg2_cherry.server.core import ClientAddress
 from bcfg2_cherry.server.errors import (
-    GENERIC_FAULT, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    GENERIC_FAULT, INVALID_PARAMS, METHOD_NOT_FOUND,
     AuthenticationFailure, Fault, NoExposedMethod, RequestError)
 
 logger = logging.getLogger(__name__)
@@ -136,27 +137,19 @@ def dispatch(core, method, params, address, client=None):
         if takes_address:
             params = (ClientAddress(address, client),) + tuple(params)
         try:
+            inspect.signature(func).bind(*params)
+        except TypeError as err:
+            raise Fault(INVALID_PARAMS, "Bad arguments for %s: %s" % (method, err)) from None
+        except ValueError:
+            pass  # no signature to check (a builtin): let the call decide
+        try:
             return func(*params)
         except Fault:
             raise
-        except TypeError as err:
-            if _is_signature_error(err, func):
-                raise Fault(INVALID_REQUEST, "Bad arguments for %s: %s" % (method, err))
-            raise _unexpected(method, err)
         except Exception as err:  # pylint: disable=broad-except
-            raise _unexpected(method, err)
+            raise _unexpected(method, err) from None
     finally:
         statistics.add_timing(method, time.perf_counter() - start)
-
-
-def _is_signature_error(err, func):
-    """True when a TypeError came from calling ``func`` with the wrong arguments."""
-    import inspect
-    tb = err.__traceback__
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    # the call itself failed when the innermost frame is this module's
-    return tb.tb_frame.f_code.co_filename == __file__ and inspect.isroutine(func)
 
 
 def _unexpected(method, err):
@@ -189,4 +182,4 @@ def call(core, method, params, address, client=None):
 
 
 __all__ = ["parse_call", "encode_result", "encode_fault", "authenticate", "check_acl",
-           "resolve_method", "dispatch", "call", "handle", "PARSE_ERROR"]
+           "resolve_method", "dispatch", "call", "handle"]
