@@ -4,8 +4,6 @@
 The source is text (decoded once, universal newlines as upstream reads it); it is
 compiled once per change, not per client.
 """
-from Cheetah.Template import Template
-
 from bcfg2_cherry.plugins.cfg.base import TemplateGenerator, translate_newlines
 
 SETTINGS = {"useStackFrames": False}
@@ -19,6 +17,7 @@ class CfgCheetahGenerator(TemplateGenerator):
     engine = "Cheetah"
 
     def compile(self, source):
+        from Cheetah.Template import Template  # slow to import; only when used
         return Template.compile(source=translate_newlines(self.source_text(source)),
                                 compilerSettings=SETTINGS)
 
