@@ -16,12 +16,14 @@ FAKE = "tests.unit.fakeplugins:"
 WIRE = "/work/shared/wire"
 
 
-def make_core(tmp_path, plugins=("Bundler", "Rules"), extra="", filemonitor="pseudo"):
+def make_core(tmp_path, plugins=("Bundler", "Rules"), extra="", filemonitor="pseudo",
+              metadata=FAKE + "FakeMetadata"):
+    """A LocalCore on ``tmp_path/repo`` with the fake Metadata plugin and ``plugins``."""
     repo = tmp_path / "repo"
     repo.mkdir(exist_ok=True)
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = %s\nfilemonitor = %s\n%s" % (
-        repo, ", ".join([FAKE + "FakeMetadata"] + list(plugins)), filemonitor, extra))
+        repo, ", ".join([metadata] + list(plugins)), filemonitor, extra))
     return LocalCore(Settings(str(conf))).load()
 
 
