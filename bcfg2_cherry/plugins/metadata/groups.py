@@ -58,11 +58,13 @@ class GroupsData:
     def _declare(self, root):
         top = self._top_level(root, "Group")
         nested = []
-        seen = set(id(el) for el in top)
+        # elements themselves (not id()): lxml proxies only keep their identity
+        # while referenced
+        seen = set(top)
         for group in top:
             for el in group.iter("Group"):
-                if el is not group and id(el) not in seen:
-                    seen.add(id(el))
+                if el is not group and el not in seen:
+                    seen.add(el)
                     nested.append(el)
         for el in top + nested:
             name = el.get("name")
@@ -97,9 +99,9 @@ class GroupsData:
                             "conditional with nothing in it, not a membership rule",
                             self.source, el.tag, el.get("name"), el.sourceline)
                     continue
-                if id(el) in seen:
+                if el in seen:
                     continue
-                seen.add(id(el))
+                seen.add(el)
                 self._add_rule(el)
 
     def _add_rule(self, el):
