@@ -20,7 +20,7 @@ def make_core(tmp_path, plugins=("Bundler", "Rules"), extra="", filemonitor="pse
               metadata=FAKE + "FakeMetadata"):
     """A LocalCore on ``tmp_path/repo`` with the fake Metadata plugin and ``plugins``."""
     repo = tmp_path / "repo"
-    repo.mkdir(exist_ok=True)
+    repo.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = %s\nfilemonitor = %s\n%s" % (
         repo, ", ".join([metadata] + list(plugins)), filemonitor, extra))
