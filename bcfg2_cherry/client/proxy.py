@@ -6,9 +6,10 @@ client sends, in the same order (spec/protocol.md §1-§3, wire/README.md observ
 Differences from upstream, on purpose:
 
 - Retries (``retries`` attempts in all, ``retry_delay`` doubling each time) happen only
-  for connection failures (refused, reset, timed out, DNS). A Fault, an HTTP status such
-  as 401 and a certificate that fails verification are final at once: repeating them
-  gives the same answer. A failure after the request was sent is retried only for
+  for connection failures (refused, reset, timed out, DNS) and HTTP 503 (the server did
+  not take the call: starting up). A Fault, any other HTTP status such as 401 and a
+  certificate that fails verification are final at once: repeating them gives the
+  same answer. A failure after the request was sent is retried only for
   methods in ``REPEATABLE``, so a RecvStats or RecvProbeData never arrives twice.
 - ``retries = 0`` still makes one attempt (upstream made none and returned nothing).
 - The Authorization header carries the user name and password exactly; upstream turned
@@ -290,6 +291,11 @@ class Proxy:
                 "authentication denied by %s (HTTP 401) calling %s as user %r: check "
                 "the password, and that this client's name or address is known to the "
                 "server and may call this method" % (self.url, method, self.user))
+        if response.status == 503:
+            # the server did not take the call (starting, overloaded): safe to repeat
+            raise _Retryable(HTTPError(
+                503, response.reason, "%s is not ready (HTTP 503 %s) for %s" % (
+                    self.url, response.reason, method)), False)
         if response.status != 200:
             raise HTTPError(response.status, response.reason,
                             "%s answered HTTP %s %s calling %s" % (

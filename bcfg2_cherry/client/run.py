@@ -146,9 +146,10 @@ def probe_data_document(results):
 
 
 def entries(config):
-    """The entries of a Configuration: the elements inside its structures."""
+    """The entries of a Configuration: the elements inside its structures (a
+    ``<Bundle name=>`` inside a bundle is a reference for the client, not an entry)."""
     return [entry for struct in config if isinstance(struct.tag, str)
-            for entry in struct if isinstance(entry.tag, str)]
+            for entry in struct if isinstance(entry.tag, str) and entry.tag != "Bundle"]
 
 
 def statistics_document(config, times, only_important=False):

@@ -12,9 +12,11 @@ Two kinds of server are used, both on 127.0.0.1 with real TLS (the session test 
 import gzip
 import os
 import re
+import shutil
 import socket
 import ssl
 import sys
+import subprocess
 import threading
 import time
 import xmlrpc.client
@@ -27,6 +29,7 @@ from bcfg2_cherry.client import (AuthenticationError, CertificateNameError, Clie
                                  ConnectionFailure, HTTPError, Proxy, RunError,
                                  ServerFault, TLSError)
 from bcfg2_cherry.client.run import run_probe
+from bcfg2_cherry.resources import demo_repository
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -181,6 +184,97 @@ def same_request(ours, recorded, port):
     recorded = re.sub(rb"(?m)^Host: 127\.0\.0\.1:\d+\r$",
                       b"Host: 127.0.0.1:%d\r" % port, recorded)
     assert ours == recorded
+
+
+class RealServer:
+    """``bcfg2-cherry serve`` in a subprocess on 127.0.0.1 with real TLS.
+
+    ``url``, ``repo`` (a private copy of the demo repository unless ``repo`` is
+    given), ``client_conf`` (a bcfg2.conf for clients: URL, password ``demo``, CA).
+    """
+
+    def __init__(self, directory, test_ca, port, repo=None, conf=None):
+        self.dir = str(directory)
+        self.port = port
+        self.url = "https://127.0.0.1:%d" % port
+        self.ca = test_ca.ca_cert
+        if repo is None:
+            repo = os.path.join(self.dir, "repo")
+            shutil.copytree(demo_repository(), repo)
+        self.repo = repo
+        self.conf = conf
+        if conf is None:
+            self.conf = os.path.join(self.dir, "server.conf")
+            with open(self.conf, "w") as fh:
+                fh.write(
+                    "[server]\nrepository = %s\nplugins = Metadata, Bundler, Rules, "
+                    "Defaults, Cfg, Probes, Decisions, GroupPatterns, Properties\n"
+                    "backend = cherrypy\n[components]\nbcfg2 = %s\n[communication]\n"
+                    "password = demo\nprotocol = xmlrpc/ssl\nkey = %s\ncertificate = "
+                    "%s\nca = %s\n[logging]\nsyslog = false\n"
+                    % (repo, self.url, test_ca.server_key, test_ca.server_cert,
+                       test_ca.ca_cert))
+        self.client_conf = os.path.join(self.dir, "client.conf")
+        with open(self.client_conf, "w") as fh:
+            fh.write("[components]\nbcfg2 = %s\n[communication]\npassword = demo\n"
+                     "protocol = xmlrpc/ssl\nca = %s\nretries = 1\ntimeout = 20\n"
+                     % (self.url, test_ca.ca_cert))
+        self.log = os.path.join(self.dir, "serve.log")
+        self.proc = None
+
+    def start(self, wait=40):
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bcfg2_cherry", "serve", "-C", self.conf],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        probe = Proxy(self.url, password="demo", ca=self.ca, retries=1, timeout=5)
+        deadline = time.monotonic() + wait
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail("bcfg2-cherry serve exited %s:\n%s"
+                            % (self.proc.returncode, self.log_text()))
+            try:
+                probe.listMethods()
+                return self
+            except (ConnectionFailure, HTTPError):  # refused, or 503 while starting
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail("bcfg2-cherry serve did not answer within %s s:\n%s"
+                                % (wait, self.log_text()))
+                time.sleep(0.2)
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_text(self):
+        with open(self.log, errors="replace") as fh:
+            return fh.read()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory, test_ca, free_port_factory_module):
+    """A real server on the demo repository, shared by the tests of a module."""
+    server = RealServer(tmp_path_factory.mktemp("real-server"), test_ca,
+                        free_port_factory_module())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def free_port_factory_module():
+    def free_port():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    return free_port
 
 
 # -- byte-for-byte: our requests are upstream's requests
@@ -378,6 +472,16 @@ def test_handshake_timeout_is_bounded(test_ca):
             proxy.RecvStats("<x/>")  # nothing was sent yet: retried even so
         assert time.monotonic() - start < 5
         assert len(server.peers) == 2
+
+
+def test_503_is_retried_for_any_method(test_ca):
+    """503 means the server did not take the call (it is starting): safe to repeat."""
+    answers = [http_response(b"starting", "503 Service Unavailable"),
+               xmlrpc_response(True)]
+    with WireServer(test_ca, lambda raw: answers.pop(0)) as server:
+        assert Proxy(server.url, password="pw", ca=test_ca.ca_cert, retries=2,
+                     retry_delay=0.01).RecvStats("<x/>") is True
+    assert len(server.requests) == 2
 
 
 def test_http_error_status(test_ca):
@@ -590,6 +694,93 @@ def test_client_command_connection_refused_is_one_line(tmp_path, capsys,
                    "certificate is not verified",
                    "bcfg2-cherry client: Failed to declare version: connection refused "
                    "by https://127.0.0.1:%d (is the server running?)" % port]
+
+
+# -- against the real server
+
+DEMO_LOGINS = {"web1.demo.example": ["-u", "root"],
+               "web2.demo.example": ["-u", "web2.demo.example"],
+               "db1.demo.example": ["-u", "db1.demo.example", "-x", "db1-secret"],
+               "ws1.demo.example": ["-u", "ws1.demo.example"]}
+
+
+@pytest.mark.parametrize("host", sorted(DEMO_LOGINS))
+def test_real_server_dry_run_of_each_demo_host(real_server, host, capsys):
+    assert main(["client", "-C", real_server.client_conf, "--dry-run"]
+                + DEMO_LOGINS[host]) == 0
+    out = capsys.readouterr().out
+    config = lxml.etree.fromstring(out.encode("utf-8"))
+    assert config.tag == "Configuration"
+    site = config.find(".//Path[@name='/etc/demo/site.conf']")
+    assert "hostname = %s" % host in site.text
+    bundles = {b.get("name") for b in config.findall("Bundle")}
+    assert "base" in bundles
+    assert ("web" in bundles) == host.startswith("web")
+
+
+def test_real_server_probes_report_decisions_and_output(real_server, tmp_path, capsys):
+    out = tmp_path / "web2.xml"
+    assert main(["client", "-C", real_server.client_conf, "-u", "web2.demo.example",
+                 "-l", "whitelist", "--report", "-v", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "decision list (whitelist)" in err
+    config = lxml.etree.fromstring(out.read_bytes())
+    # the os probe ran here and its group reached the server
+    site = config.find(".//Path[@name='/etc/demo/site.conf']").text
+    assert re.search(r"(?m)^os\s+=\s+(debian|redhat|unknown)", site)
+    probed = open(os.path.join(real_server.repo, "Probes", "probed.xml")).read()
+    assert 'name="web2.demo.example"' in probed
+
+
+def test_real_server_assert_profile_creates_client(real_server, capsys):
+    assert main(["client", "-C", real_server.client_conf, "-u", "lab9.demo.example",
+                 "-p", "webserver", "--no-probes"]) == 0
+    clients = open(os.path.join(real_server.repo, "Metadata", "clients.xml")).read()
+    assert re.search(r'<Client name="lab9.demo.example"[^>]*profile="webserver"',
+                     clients)
+    # a private profile is refused with a Fault: one line, exit 1
+    capsys.readouterr()
+    assert main(["client", "-C", real_server.client_conf, "-u", "lab9.demo.example",
+                 "-p", "dbserver", "--no-probes"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("bcfg2-cherry client: Failed to set client profile: "
+                             "server fault ")
+    assert "private group" in err[0]
+
+
+def test_real_server_client_certificate_identifies(real_server, test_ca, capsys):
+    """The certificate's CN wins over user root's address (ws1 is floating, so the
+    address need not be its own)."""
+    cert, key = test_ca.client_cert("ws1.demo.example")
+    assert main(["client", "-C", real_server.client_conf, "--cert", cert, "--key", key,
+                 "--no-probes"]) == 0
+    assert "hostname = ws1.demo.example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("login", [["-x", "wrong"],
+                                   ["-u", "db1.demo.example", "-x", "demo"]])
+def test_real_server_refuses_bad_credentials(real_server, login, capsys):
+    start = time.monotonic()
+    assert main(["client", "-C", real_server.client_conf, "-R", "3"] + login) == 1
+    assert time.monotonic() - start < 10  # a 401 is not retried
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("bcfg2-cherry client: Failed to declare version: "
+                             "authentication denied by %s (HTTP 401)" % real_server.url)
+
+
+def test_real_server_wrong_ca(real_server, tmp_path, capsys):
+    import trustme
+
+    other = tmp_path / "other.crt"
+    other.write_bytes(trustme.CA().cert_pem.bytes())
+    assert main(["client", "-C", real_server.client_conf, "--ca", str(other)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("bcfg2-cherry client: Failed to declare version: TLS "
+                             "failure with %s: the server certificate failed "
+                             "verification: " % real_server.url)
 
 
 if __name__ == "__main__":
