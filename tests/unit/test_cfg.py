@@ -567,7 +567,7 @@ def _wait_for(site, host, name, check, timeout=10):
             return entry
 
 
-@pytest.mark.parametrize("monitor", ["inotify", "poll"])
+@pytest.mark.parametrize("monitor", ["inotify"])
 def test_changes_reach_the_next_build(tmp_path, monitor):
     site = Site(tmp_path, filemonitor=monitor)
     site.file("etc/motd/motd", "first\n")

@@ -93,6 +93,9 @@ class CfgEntrySet:
         #: file name -> handler (or an _Unused placeholder)
         self.files = {}
         self.generators = ()
+        self._by_host = {}
+        self._ranked = ()
+        self._only = None
         self.verifiers = ()
         self.creators = ()
         self.info = None
@@ -150,7 +153,23 @@ class CfgEntrySet:
     def _sort(self):
         files = self.files
         handlers = [files[name] for name in sorted(files)]
-        self.generators = tuple(h for h in handlers if isinstance(h, CfgGenerator))
+        generators = tuple(h for h in handlers if isinstance(h, CfgGenerator))
+        by_host = {}
+        ranked = []
+        for gen in generators:
+            if gen.specific.hostname:
+                by_host.setdefault(gen.specific.hostname, []).append(gen)
+            else:
+                ranked.append(gen)
+        # most specific first; equally specific ones by file name
+        ranked.sort(key=lambda gen: (-gen.specific.rank()[0], -gen.specific.rank()[1],
+                                     gen.name))
+        self._by_host = by_host
+        self._ranked = tuple((gen.specific.rank(), gen.specific.all,
+                              gen.specific.group, gen) for gen in ranked)
+        self._only = generators[0] if len(generators) == 1 and \
+            generators[0].specific.all else None
+        self.generators = generators
         self.verifiers = tuple(h for h in handlers if isinstance(h, CfgVerifier))
         self.creators = tuple(h for h in handlers if isinstance(h, CfgCreator))
         infos = [h for h in handlers if isinstance(h, CfgInfo)]
@@ -159,13 +178,27 @@ class CfgEntrySet:
     # -- binding
 
     def best_generator(self, metadata):
-        """The generator for this client: host > group priority > base (spec §5.3)."""
-        generators = self.generators
-        if len(generators) == 1 and generators[0].specific.all:
-            return generators[0]
-        if not any(gen.specific.matches(metadata) for gen in generators):
-            return None
-        return best_matching(generators, metadata, what="version of %s" % self.name)
+        """The generator for this client: host > group priority > base (spec §5.3).
+
+        None when no version applies. Equally specific candidates are resolved (by
+        file name, with a warning) by ``best_matching``.
+        """
+        only = self._only
+        if only is not None:
+            return only
+        hosts = self._by_host.get(metadata.hostname)
+        if hosts:
+            return hosts[0] if len(hosts) == 1 else best_matching(hosts, metadata)
+        groups = metadata.groups
+        found = found_rank = None
+        for rank, is_all, group, gen in self._ranked:
+            if found is not None and rank != found_rank:
+                break
+            if is_all or group in groups:
+                if found is not None:  # equally specific: tie-break and warning
+                    return best_matching([g for _, _, _, g in self._ranked], metadata)
+                found, found_rank = gen, rank
+        return found
 
     def _no_generator(self, entry, metadata):
         """Raise the reason why nothing makes content for this client."""
@@ -186,8 +219,7 @@ class CfgEntrySet:
         """Fill in the Path entry for this client (spec §5.4), in place."""
         cfg = self.cfg
         attrib = entry.attrib
-        for key, value in cfg.default_attributes:
-            attrib[key] = value
+        attrib.update(cfg.default_attributes)
         info = self.info
         if info is not None:
             info.bind_info_to_entry(entry, metadata)
@@ -274,7 +306,7 @@ class Cfg(Plugin, Generator):
         #: name -> CfgEntrySet
         self.entrysets = {}
         #: [mdata] defaults, set on every entry before info.xml (spec §5.4)
-        self.default_attributes = tuple(setup.mdata.items())
+        self.default_attributes = dict(setup.mdata)
         self.validation = setup.getbool("cfg", "validation", True)
         self.encoding = getattr(setup, "encoding", None) or "UTF-8"
         self.handlers = select_handlers(setup.getlist("cfg", "handlers"))

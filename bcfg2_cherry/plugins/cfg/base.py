@@ -207,12 +207,12 @@ class TemplateDataDefaults(DefaultTemplateDataProvider):
     def __init__(self, core, path_is_template):
         DefaultTemplateDataProvider.__init__(self, core)
         self.path_is_template = path_is_template
+        self.repo = core.setup.repository
 
     def get_template_data(self, entry, metadata, template):
-        data = DefaultTemplateDataProvider.get_template_data(self, entry, metadata,
-                                                             template)
-        data["path"] = template if self.path_is_template else data["name"]
-        return data
+        name = entry.get("realname", entry.get("name"))
+        return {"name": name, "metadata": metadata, "source_path": template,
+                "repo": self.repo, "path": template if self.path_is_template else name}
 
 
 class TemplateGenerator(CfgGenerator):
