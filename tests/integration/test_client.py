@@ -193,11 +193,13 @@ class RealServer:
     given), ``client_conf`` (a bcfg2.conf for clients: URL, password ``demo``, CA).
     """
 
-    def __init__(self, directory, test_ca, port, repo=None, conf=None):
+    def __init__(self, directory, test_ca, port, repo=None, conf=None, password="demo",
+                 ca=None):
         self.dir = str(directory)
+        self.password = password
         self.port = port
         self.url = "https://127.0.0.1:%d" % port
-        self.ca = test_ca.ca_cert
+        self.ca = ca or test_ca.ca_cert
         if repo is None:
             repo = os.path.join(self.dir, "repo")
             shutil.copytree(demo_repository(), repo)
@@ -228,7 +230,8 @@ class RealServer:
                 [sys.executable, "-m", "bcfg2_cherry", "serve", "-C", self.conf],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        probe = Proxy(self.url, password="demo", ca=self.ca, retries=1, timeout=5)
+        probe = Proxy(self.url, password=self.password, ca=self.ca, retries=1,
+                      timeout=5)
         deadline = time.monotonic() + wait
         while True:
             if self.proc.poll() is not None:
