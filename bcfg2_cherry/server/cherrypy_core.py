@@ -277,6 +277,9 @@ class CherrypyCore(NetworkCore):
             "tools.gzip.on": False,
             "tools.sessions.on": False,
             "tools.trailing_slash.on": False,
+            # on_error logs what is unexpected; 401s and 400s need no traceback
+            "tools.log_tracebacks.on": False,
+            "tools.log_headers.on": False,
             "request.show_tracebacks": False,
             "request.show_mismatched_params": False,
             "request.body.maxbytes": self.setup.max_request_size,
