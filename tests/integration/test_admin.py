@@ -2,9 +2,11 @@
 ``client`` on the clients.xml of a running server, and ``init`` producing a repository
 and certificates that a real server then serves.
 """
+import io
 import json
 import os
 import re
+import socket
 import ssl
 import time
 
@@ -13,10 +15,26 @@ import pytest
 
 from bcfg2_cherry.cli.admin import render
 from bcfg2_cherry.cli.main import main
-from test_client import (  # noqa: F401  (fixtures)
-    RealServer, WireServer, free_port_factory_module, real_server, xmlrpc_response)
+from test_client import RealServer, WireServer, xmlrpc_response
 
 pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, test_ca):
+    """A real server on a copy of the demo repository, for this module's tests."""
+    directory = tmp_path_factory.mktemp("admin-server")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    srv = RealServer(directory, test_ca, port).start()
+    yield srv
+    srv.stop()
+
+
+def read(path):
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
 
 
 def admin(server, *argv):
@@ -31,61 +49,61 @@ def one_error_line(capsys):
 
 # -- on a running server
 
-def test_xcmd_plain_json_and_rmi(real_server, capsys):
-    assert admin(real_server, "xcmd", "listMethods") == 0
+def test_xcmd_plain_json_and_rmi(server, capsys):
+    assert admin(server, "xcmd", "listMethods") == 0
     methods = capsys.readouterr().out.split()
     assert {"GetConfig", "get_statistics", "Metadata.list_clients"} <= set(methods)
-    assert admin(real_server, "xcmd", "Metadata.list_clients", "--json") == 0
+    assert admin(server, "xcmd", "Metadata.list_clients", "--json") == 0
     assert set(json.loads(capsys.readouterr().out)) >= {
         "web1.demo.example", "web2.demo.example", "db1.demo.example",
         "ws1.demo.example"}
     # arguments are strings, as upstream's xcmd sends them
-    assert admin(real_server, "xcmd", "set_debug", "false") == 0
+    assert admin(server, "xcmd", "set_debug", "false") == 0
     assert capsys.readouterr().out == "False\n"
-    assert admin(real_server, "xcmd", "methodHelp", "GetConfig") == 0
+    assert admin(server, "xcmd", "methodHelp", "GetConfig") == 0
     assert capsys.readouterr().out.strip()
 
 
-def test_xcmd_fault_is_one_line(real_server, capsys):
-    assert admin(real_server, "xcmd", "NoSuchMethod", "x") == 1
+def test_xcmd_fault_is_one_line(server, capsys):
+    assert admin(server, "xcmd", "NoSuchMethod", "x") == 1
     assert one_error_line(capsys) == ("bcfg2-cherry admin: NoSuchMethod failed: server "
                                       "fault -32601: Unknown method NoSuchMethod")
 
 
-def test_perf_sorted_by_total(real_server, capsys):
+def test_perf_sorted_by_total(server, capsys):
     for _ in range(2):
-        assert admin(real_server, "xcmd", "GetProbes") == 0
+        assert admin(server, "xcmd", "GetProbes") == 0
     capsys.readouterr()
-    assert admin(real_server, "perf") == 0
+    assert admin(server, "perf") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["method", "count", "total", "s", "mean", "s", "min", "s",
                                 "max", "s"]
     assert set(lines[1]) == {"-", " "}
     totals = [float(line.split()[2]) for line in lines[2:]]
     assert totals == sorted(totals, reverse=True) and totals
-    assert admin(real_server, "perf", "--json") == 0
+    assert admin(server, "perf", "--json") == 0
     rows = json.loads(capsys.readouterr().out)
     get_probes = [r for r in rows if r["name"] == "GetProbes"][0]
     assert get_probes["count"] >= 2
     assert abs(get_probes["total"] - get_probes["mean"] * get_probes["count"]) < 1e-9
 
 
-def test_expirecache(real_server, capsys):
-    assert admin(real_server, "expirecache") == 0
-    assert admin(real_server, "expirecache", "web1.demo.example",
+def test_expirecache(server, capsys):
+    assert admin(server, "expirecache") == 0
+    assert admin(server, "expirecache", "web1.demo.example",
                  "web2.demo.example") == 0
     assert capsys.readouterr().out.splitlines() == [
         "expired the metadata cache of all clients",
         "expired the metadata cache of web1.demo.example, web2.demo.example"]
 
 
-def test_admin_errors_are_one_line(real_server, capsys, tmp_path, free_port_factory):
-    assert admin(real_server, "-x", "wrong", "perf") == 1
+def test_admin_errors_are_one_line(server, capsys, tmp_path, free_port_factory):
+    assert admin(server, "-x", "wrong", "perf") == 1
     assert one_error_line(capsys).startswith(
         "bcfg2-cherry admin: get_statistics failed: authentication denied by %s "
-        "(HTTP 401)" % real_server.url)
+        "(HTTP 401)" % server.url)
     port = free_port_factory()
-    assert admin(real_server, "-S", "https://127.0.0.1:%d" % port, "xcmd",
+    assert admin(server, "-S", "https://127.0.0.1:%d" % port, "xcmd",
                  "listMethods") == 1
     assert one_error_line(capsys) == (
         "bcfg2-cherry admin: listMethods failed: connection refused by "
@@ -93,9 +111,9 @@ def test_admin_errors_are_one_line(real_server, capsys, tmp_path, free_port_fact
     import trustme
     other = tmp_path / "other.crt"
     other.write_bytes(trustme.CA().cert_pem.bytes())
-    assert admin(real_server, "--ca", str(other), "expirecache") == 1
+    assert admin(server, "--ca", str(other), "expirecache") == 1
     assert "TLS failure with %s: the server certificate failed verification" \
-        % real_server.url in one_error_line(capsys)
+        % server.url in one_error_line(capsys)
 
 
 # -- clients.xml beside the running server
@@ -112,13 +130,13 @@ def _wait_for_client(server, name, present, capsys, wait=15):
         time.sleep(0.2)
 
 
-def test_client_add_update_list_del(real_server, capsys):
-    repo = ["-Q", real_server.repo]
-    clients_xml = os.path.join(real_server.repo, "Metadata", "clients.xml")
-    assert admin(real_server, *repo, "client", "add", "New1.demo.example",
+def test_client_add_update_list_del(server, capsys):
+    repo = ["-Q", server.repo]
+    clients_xml = os.path.join(server.repo, "Metadata", "clients.xml")
+    assert admin(server, *repo, "client", "add", "New1.demo.example",
                  "address=10.1.2.3", "secure=yes", "password=s3cret") == 0
     assert capsys.readouterr().out == "client new1.demo.example added\n"
-    text = open(clients_xml).read()
+    text = read(clients_xml)
     assert "<!-- floating: accepted from any source address -->" in text  # kept
     element = lxml.etree.fromstring(text.encode()).find(
         "Client[@name='new1.demo.example']")
@@ -126,42 +144,42 @@ def test_client_add_update_list_del(real_server, capsys):
     assert dict(element.attrib) == {"name": "new1.demo.example",
                                     "profile": "workstation", "address": "10.1.2.3",
                                     "secure": "true", "password": "s3cret"}
-    _wait_for_client(real_server, "new1.demo.example", True, capsys)
+    _wait_for_client(server, "new1.demo.example", True, capsys)
 
-    assert admin(real_server, *repo, "client", "add", "new1.demo.example") == 1
+    assert admin(server, *repo, "client", "add", "new1.demo.example") == 1
     assert one_error_line(capsys) == ("bcfg2-cherry admin: client new1.demo.example "
                                       "exists already")
-    assert admin(real_server, *repo, "client", "update", "new1.demo.example",
+    assert admin(server, *repo, "client", "update", "new1.demo.example",
                  "profile=webserver", "address=") == 0
     element = lxml.etree.parse(clients_xml).find("Client[@name='new1.demo.example']")
     assert element.get("profile") == "webserver" and element.get("address") is None
 
     capsys.readouterr()
-    assert admin(real_server, *repo, "client", "list") == 0
+    assert admin(server, *repo, "client", "list") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["name", "profile"]
     row = [line for line in lines if line.startswith("new1.demo.example")][0]
     assert "webserver" in row and "s3cret" not in row and "set" in row
-    assert admin(real_server, *repo, "client", "list", "--json") == 0
+    assert admin(server, *repo, "client", "list", "--json") == 0
     listed = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert listed["web1.demo.example"]["aliases"] == ["www.demo.example"]
     assert listed["new1.demo.example"]["password"] is True
 
-    assert admin(real_server, *repo, "client", "del", "new1.demo.example") == 0
-    assert "new1.demo.example" not in open(clients_xml).read()
-    _wait_for_client(real_server, "new1.demo.example", False, capsys)
-    assert admin(real_server, *repo, "client", "rm", "new1.demo.example") == 1
+    assert admin(server, *repo, "client", "del", "new1.demo.example") == 0
+    assert "new1.demo.example" not in read(clients_xml)
+    _wait_for_client(server, "new1.demo.example", False, capsys)
+    assert admin(server, *repo, "client", "rm", "new1.demo.example") == 1
     assert one_error_line(capsys).startswith("bcfg2-cherry admin: no client "
                                              "new1.demo.example in ")
 
 
-def test_client_bad_attributes(real_server, capsys):
-    repo = ["-Q", real_server.repo]
+def test_client_bad_attributes(server, capsys):
+    repo = ["-Q", server.repo]
     for attr in ("colour=red", "auth=magic", "address=not-an-ip", "floating=maybe",
                  "profile="):
-        assert admin(real_server, *repo, "client", "add", "x.example", attr) == 2
+        assert admin(server, *repo, "client", "add", "x.example", attr) == 2
         assert one_error_line(capsys).startswith("bcfg2-cherry admin: ")
-    assert admin(real_server, "-Q", "/nonexistent", "client", "list") == 1
+    assert admin(server, "-Q", "/nonexistent", "client", "list") == 1
     assert "clients.xml does not exist" in one_error_line(capsys)
 
 
@@ -240,7 +258,7 @@ def test_init_unattended_then_serve_and_run(test_ca, tmp_path, capsys,
 
 def test_init_prompts_are_skipped_without_terminal(tmp_path, capsys, monkeypatch):
     """Without a terminal (and without --yes) the defaults are taken, never asked."""
-    monkeypatch.setattr("sys.stdin", open(os.devnull))
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
     conf = tmp_path / "bcfg2.conf"
     assert main(["admin", "-C", str(conf), "init", str(tmp_path / "r"),
                  "--hostname", "h.example", "--server-url", "h.example:6789"]) == 0

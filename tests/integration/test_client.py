@@ -683,8 +683,8 @@ def test_client_command_output_file_and_report_failure(test_ca, tmp_path, capsys
     captured = capsys.readouterr()
     assert '<Path name="/etc/motd"' in captured.out  # printed before the failure
     assert captured.err.strip().splitlines()[-1:] == [
-        "bcfg2-cherry client: Failed to upload statistics: server fault -32500: "
-        "Critical failure: RecvStats"]
+        ("bcfg2-cherry client: Failed to upload statistics: server fault -32500: "
+         "Critical failure: RecvStats")]
 
 
 def test_client_command_connection_refused_is_one_line(tmp_path, capsys,
@@ -693,10 +693,10 @@ def test_client_command_connection_refused_is_one_line(tmp_path, capsys,
     assert main(["client", "-C", str(tmp_path / "none.conf"), "-S",
                  "https://127.0.0.1:%d" % port, "-x", "pw", "-R", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["WARNING: no CA configured ([communication] ca): the server "
-                   "certificate is not verified",
-                   "bcfg2-cherry client: Failed to declare version: connection refused "
-                   "by https://127.0.0.1:%d (is the server running?)" % port]
+    assert err == [("WARNING: no CA configured ([communication] ca): the server "
+                    "certificate is not verified"),
+                   ("bcfg2-cherry client: Failed to declare version: connection refused "
+                    "by https://127.0.0.1:%d (is the server running?)" % port)]
 
 
 # -- against the real server
@@ -731,14 +731,16 @@ def test_real_server_probes_report_decisions_and_output(real_server, tmp_path, c
     # the os probe ran here and its group reached the server
     site = config.find(".//Path[@name='/etc/demo/site.conf']").text
     assert re.search(r"(?m)^os\s+=\s+(debian|redhat|unknown)", site)
-    probed = open(os.path.join(real_server.repo, "Probes", "probed.xml")).read()
+    with open(os.path.join(real_server.repo, "Probes", "probed.xml")) as fh:
+        probed = fh.read()
     assert 'name="web2.demo.example"' in probed
 
 
 def test_real_server_assert_profile_creates_client(real_server, capsys):
     assert main(["client", "-C", real_server.client_conf, "-u", "lab9.demo.example",
                  "-p", "webserver", "--no-probes"]) == 0
-    clients = open(os.path.join(real_server.repo, "Metadata", "clients.xml")).read()
+    with open(os.path.join(real_server.repo, "Metadata", "clients.xml")) as fh:
+        clients = fh.read()
     assert re.search(r'<Client name="lab9.demo.example"[^>]*profile="webserver"',
                      clients)
     # a private profile is refused with a Fault: one line, exit 1
