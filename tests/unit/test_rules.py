@@ -8,7 +8,6 @@ import lxml.etree
 import pytest
 
 from bcfg2_cherry.options import Settings
-from bcfg2_cherry.server.core import ClientAddress
 from bcfg2_cherry.server.local_core import LocalCore
 from tests.unit import fakeplugins as fp
 
