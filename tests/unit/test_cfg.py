@@ -572,7 +572,8 @@ def test_changes_reach_the_next_build(tmp_path, monitor):
     site = Site(tmp_path, filemonitor=monitor)
     site.file("etc/motd/motd", "first\n")
     site.file("etc/gone/gone", "gone soon\n")
-    site.client("h.example.com", ["g"], ["/etc/motd", "/etc/new/file", "/etc/gone"])
+    site.client("h.example.com", ["g"], ["/etc/motd", "/etc/new/file", "/etc/gone",
+                                         "/etc/inc"])
     site.start()
     try:
         assert site.entry("h.example.com", "/etc/motd").text == "first\n"
@@ -592,6 +593,23 @@ def test_changes_reach_the_next_build(tmp_path, monitor):
         entry = _wait_for(site, "h.example.com", "/etc/new/file",
                           lambda e: e.text == "brand new\n")
         assert entry.text == "brand new\n"
+        site.file("etc/motd/info.xml", '<FileInfo><Info mode="0600"/></FileInfo>')
+        entry = _wait_for(site, "h.example.com", "/etc/motd",
+                          lambda e: e.get("mode") == "0600")
+        assert entry.get("mode") == "0600"
+        site.file("etc/motd/info.xml", '<FileInfo><Info mode="0640"/></FileInfo>')
+        entry = _wait_for(site, "h.example.com", "/etc/motd",
+                          lambda e: e.get("mode") == "0640")
+        assert entry.get("mode") == "0640"
+        site.file("etc/inc/inc.jinja2", "{% include 'part.jinja2_include' %}")
+        site.file("etc/inc/part.jinja2_include", "part one\n")
+        entry = _wait_for(site, "h.example.com", "/etc/inc",
+                          lambda e: e.text == "part one\n")
+        assert entry.text == "part one\n"
+        site.file("etc/inc/part.jinja2_include", "part two\n")
+        entry = _wait_for(site, "h.example.com", "/etc/inc",
+                          lambda e: e.text == "part two\n")
+        assert entry.text == "part two\n"
         shutil.rmtree(site.cfg / "etc/gone")
         entry = _wait_for(site, "h.example.com", "/etc/gone",
                           lambda e: e.get("failure") == "no matching generator")

@@ -80,6 +80,19 @@ class _Unused(FileBacked):
         pass
 
 
+class _Include(_Unused):
+    """A ``.jinja2_include``/``.genshi_include`` fragment: read by the templates
+    that include it; a change empties the Jinja2 cache (mtimes can be too coarse)."""
+
+    def __init__(self, name, cfg):
+        _Unused.__init__(self, name)
+        self.cfg = cfg
+
+    def HandleEvent(self, event=None):
+        if event is not None and event.code2str() in ("created", "changed"):
+            self.cfg.template_changed(self.name)
+
+
 class CfgEntrySet:
     """One ``Cfg/<path>/`` directory: the versions and helpers of one Path entry."""
 
@@ -93,9 +106,9 @@ class CfgEntrySet:
         #: file name -> handler (or an _Unused placeholder)
         self.files = {}
         self.generators = ()
-        self._by_host = {}
-        self._ranked = ()
-        self._only = None
+        #: (the only generator if it applies to all, host -> generators, the others
+        #: as (rank, all, group, generator) most specific first)
+        self._choice = (None, {}, ())
         self.verifiers = ()
         self.creators = ()
         self.info = None
@@ -135,7 +148,9 @@ class CfgEntrySet:
         if cls is None:
             if specific is not None:
                 logger.error("Cfg: %s: %s", path, specific)
-            child = _Unused(path)
+                child = _Unused(path)
+            else:
+                child = _Include(path, self.cfg)
         else:
             child = cls(path, specific, self.cfg)
         self.files = dict(self.files, **{filename: child})
@@ -164,11 +179,12 @@ class CfgEntrySet:
         # most specific first; equally specific ones by file name
         ranked.sort(key=lambda gen: (-gen.specific.rank()[0], -gen.specific.rank()[1],
                                      gen.name))
-        self._by_host = by_host
-        self._ranked = tuple((gen.specific.rank(), gen.specific.all,
-                              gen.specific.group, gen) for gen in ranked)
-        self._only = generators[0] if len(generators) == 1 and \
+        only = generators[0] if len(generators) == 1 and \
             generators[0].specific.all else None
+        # one assignment, so a build in another thread sees old or new, never a mix
+        self._choice = (only, by_host, tuple(
+            (gen.specific.rank(), gen.specific.all, gen.specific.group, gen)
+            for gen in ranked))
         self.generators = generators
         self.verifiers = tuple(h for h in handlers if isinstance(h, CfgVerifier))
         self.creators = tuple(h for h in handlers if isinstance(h, CfgCreator))
@@ -183,20 +199,20 @@ class CfgEntrySet:
         None when no version applies. Equally specific candidates are resolved (by
         file name, with a warning) by ``best_matching``.
         """
-        only = self._only
+        only, by_host, ranked = self._choice
         if only is not None:
             return only
-        hosts = self._by_host.get(metadata.hostname)
+        hosts = by_host.get(metadata.hostname)
         if hosts:
             return hosts[0] if len(hosts) == 1 else best_matching(hosts, metadata)
         groups = metadata.groups
         found = found_rank = None
-        for rank, is_all, group, gen in self._ranked:
+        for rank, is_all, group, gen in ranked:
             if found is not None and rank != found_rank:
                 break
             if is_all or group in groups:
                 if found is not None:  # equally specific: tie-break and warning
-                    return best_matching([g for _, _, _, g in self._ranked], metadata)
+                    return best_matching([g for _, _, _, g in ranked], metadata)
                 found, found_rank = gen, rank
         return found
 
@@ -341,6 +357,12 @@ class Cfg(Plugin, Generator):
             defaults = self._template_defaults[path_is_template] = \
                 TemplateDataDefaults(self.core, path_is_template)
         return get_template_data(entry, metadata, template, default=defaults)
+
+    def template_changed(self, path):
+        """An include fragment changed: forget the Jinja2 templates compiled from it."""
+        if self._jinja2_environment is not None and \
+                self._jinja2_environment.cache is not None:
+            self._jinja2_environment.cache.clear()
 
     # -- the tree
 
