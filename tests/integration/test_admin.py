@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import socket
 import ssl
 import time
 
@@ -15,7 +14,8 @@ import pytest
 
 from bcfg2_cherry.cli.admin import render
 from bcfg2_cherry.cli.main import main
-from test_client import RealServer, WireServer, xmlrpc_response
+from test_client import WireServer, start_demo_server, xmlrpc_response
+from tests.support.servers import start_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -23,11 +23,7 @@ pytestmark = pytest.mark.timeout(90)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, test_ca):
     """A real server on a copy of the demo repository, for this module's tests."""
-    directory = tmp_path_factory.mktemp("admin-server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    srv = RealServer(directory, test_ca, port).start()
+    srv = start_demo_server(tmp_path_factory.mktemp("admin-server"), test_ca)
     yield srv
     srv.stop()
 
@@ -242,9 +238,7 @@ def test_init_unattended_then_serve_and_run(test_ca, tmp_path, capsys,
     assert "exists and is not empty (--force to use it)" in one_error_line(capsys)
 
     # a real server serves it, and a client run with the same bcfg2.conf works
-    server = RealServer(tmp_path, test_ca, port, repo=str(repo), conf=str(conf),
-                        password="pw%1", ca=str(tls / "ca.crt"))
-    server.start()
+    server = start_server("cherrypy", str(conf), tmp_path, port=port)
     try:
         capsys.readouterr()
         assert main(["client", "-C", str(conf)]) == 0

@@ -5,18 +5,16 @@ Two kinds of server are used, both on 127.0.0.1 with real TLS (the session test 
 
 - ``WireServer``: a small TLS socket server in this process that records the raw
   request bytes and answers with canned responses, here the ones recorded from upstream
-  in /work/shared/wire/raw (copied to tests/integration/wire/ when the shared directory
-  is not there);
-- the real ``bcfg2-cherry serve`` started as a subprocess (fixture ``real_server``).
+  (tests/conformance/wire/raw, or $BCFG2_WIRE_DIR/raw);
+- the real ``bcfg2-cherry serve`` started as a subprocess by tests/support/servers.py
+  (fixture ``real_server``, on a copy of the demo repository).
 """
 import gzip
 import os
 import re
-import shutil
 import socket
 import ssl
 import sys
-import subprocess
 import threading
 import time
 import xmlrpc.client
@@ -31,12 +29,17 @@ from bcfg2_cherry.client import (AuthenticationError, CertificateNameError, Clie
 from bcfg2_cherry.client.run import run_probe
 from bcfg2_cherry.resources import demo_repository
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+from tests.support.servers import (  # noqa: E402
+    WIRE_DIR, copy_repo, start_server, write_config)
+
 pytestmark = pytest.mark.timeout(60)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-WIRE_DIRS = [os.environ.get("BCFG2_WIRE_DIR", ""), "/work/shared/wire/raw",
-             os.path.join(HERE, "wire")]
-WIRE = next((d for d in WIRE_DIRS if d and os.path.isdir(d)), None)
+WIRE = os.path.join(WIRE_DIR, "raw")
+if not os.path.isdir(WIRE):
+    WIRE = None
 needs_wire = pytest.mark.skipif(WIRE is None, reason="recorded upstream exchanges "
                                 "(wire/raw) not available")
 
@@ -186,98 +189,41 @@ def same_request(ours, recorded, port):
     assert ours == recorded
 
 
-class RealServer:
-    """``bcfg2-cherry serve`` in a subprocess on 127.0.0.1 with real TLS.
+DEMO_PLUGINS = ("Metadata, Bundler, Rules, Defaults, Cfg, Probes, Decisions, "
+                "GroupPatterns, Properties")
 
-    ``url``, ``repo`` (a private copy of the demo repository unless ``repo`` is
-    given), ``client_conf`` (a bcfg2.conf for clients: URL, password ``demo``, CA).
-    """
 
-    def __init__(self, directory, test_ca, port, repo=None, conf=None, password="demo",
-                 ca=None):
-        self.dir = str(directory)
-        self.password = password
-        self.port = port
-        self.url = "https://127.0.0.1:%d" % port
-        self.ca = ca or test_ca.ca_cert
-        if repo is None:
-            repo = os.path.join(self.dir, "repo")
-            shutil.copytree(demo_repository(), repo)
-        self.repo = repo
-        self.conf = conf
-        if conf is None:
-            self.conf = os.path.join(self.dir, "server.conf")
-            with open(self.conf, "w") as fh:
-                fh.write(
-                    "[server]\nrepository = %s\nplugins = Metadata, Bundler, Rules, "
-                    "Defaults, Cfg, Probes, Decisions, GroupPatterns, Properties\n"
-                    "backend = cherrypy\n[components]\nbcfg2 = %s\n[communication]\n"
-                    "password = demo\nprotocol = xmlrpc/ssl\nkey = %s\ncertificate = "
-                    "%s\nca = %s\n[logging]\nsyslog = false\n"
-                    % (repo, self.url, test_ca.server_key, test_ca.server_cert,
-                       test_ca.ca_cert))
-        self.client_conf = os.path.join(self.dir, "client.conf")
-        with open(self.client_conf, "w") as fh:
-            fh.write("[components]\nbcfg2 = %s\n[communication]\npassword = demo\n"
-                     "protocol = xmlrpc/ssl\nca = %s\nretries = 1\ntimeout = 20\n"
-                     % (self.url, test_ca.ca_cert))
-        self.log = os.path.join(self.dir, "serve.log")
-        self.proc = None
+def write_client_conf(path, url, ca, password="demo"):
+    """A client-side bcfg2.conf: server URL, password, CA."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("[components]\nbcfg2 = %s\n[communication]\npassword = %s\n"
+                 "protocol = xmlrpc/ssl\nca = %s\nretries = 1\ntimeout = 20\n"
+                 % (url, password.replace("%", "%%"), ca))
+    return str(path)
 
-    def start(self, wait=40):
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bcfg2_cherry", "serve", "-C", self.conf],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        probe = Proxy(self.url, password=self.password, ca=self.ca, retries=1,
-                      timeout=5)
-        deadline = time.monotonic() + wait
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail("bcfg2-cherry serve exited %s:\n%s"
-                            % (self.proc.returncode, self.log_text()))
-            try:
-                probe.listMethods()
-                return self
-            except (ConnectionFailure, HTTPError):  # refused, or 503 while starting
-                if time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail("bcfg2-cherry serve did not answer within %s s:\n%s"
-                                % (wait, self.log_text()))
-                time.sleep(0.2)
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def log_text(self):
-        with open(self.log, errors="replace") as fh:
-            return fh.read()[-4000:]
+def start_demo_server(directory, test_ca):
+    """``bcfg2-cherry serve`` (tests/support/servers.py) on a copy of the demo
+    repository, file monitor on; adds ``repo`` and ``client_conf`` to the
+    ServerProcess it returns."""
+    directory = str(directory)
+    repo = copy_repo(demo_repository(), os.path.join(directory, "repo"))
+    conf = write_config(os.path.join(directory, "bcfg2.conf.in"), repo, tls=test_ca,
+                        password="demo", plugins=DEMO_PLUGINS,
+                        server={"filemonitor": "default"})
+    server = start_server("cherrypy", conf, directory, tls=test_ca)
+    server.repo = repo
+    server.client_conf = write_client_conf(os.path.join(directory, "client.conf"),
+                                           server.url, test_ca.ca_cert)
+    return server
 
 
 @pytest.fixture(scope="module")
-def real_server(tmp_path_factory, test_ca, free_port_factory_module):
+def real_server(tmp_path_factory, test_ca):
     """A real server on the demo repository, shared by the tests of a module."""
-    server = RealServer(tmp_path_factory.mktemp("real-server"), test_ca,
-                        free_port_factory_module())
-    server.start()
+    server = start_demo_server(tmp_path_factory.mktemp("real-server"), test_ca)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def free_port_factory_module():
-    def free_port():
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-    return free_port
 
 
 # -- byte-for-byte: our requests are upstream's requests
