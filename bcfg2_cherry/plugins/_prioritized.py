@@ -17,7 +17,6 @@ import copy
 import logging
 import re
 import string
-import threading
 
 from bcfg2_cherry.options import OptionError
 from bcfg2_cherry.plugin.base import Plugin
@@ -151,8 +150,8 @@ class PrioDir(Plugin, ClientRunHooks):
         self._bad_regexes = set()
         self._generation = 0
         self._memo = None
-        self._memo_lock = threading.Lock()
         self.store = PriorityDirectory(self.data, fam=core.fam, owner=self)
+        self.file_changed()
 
     # -- options (overridden)
 
@@ -170,10 +169,11 @@ class PrioDir(Plugin, ClientRunHooks):
         """A file was (re)loaded or removed: rebuild the fast-path table."""
         self._generation += 1
         self._memo = None
-        if not self.register_entries:
+        store = getattr(self, "store", None)
+        if not self.register_entries or store is None:
             return
         entries = {}
-        for _, src in sorted(self.store.entries.items()):
+        for _, src in sorted(store.entries.items()):
             for tag, name in src.top_level():
                 entries.setdefault(tag, {})[name] = self.BindEntry
         self.Entries = entries
