@@ -1,6 +1,7 @@
 """The Metadata plugin through the public Core API: groups.xml semantics, clients.xml
 attributes, resolve_client, the metadata object and its query, reloads and RMI."""
 import logging
+import os
 import shutil
 import socket
 import time
@@ -17,7 +18,12 @@ from bcfg2_cherry.server.errors import Fault
 from bcfg2_cherry.server.local_core import LocalCore
 from bcfg2_cherry.xml import parse_repo_file
 
-WIRE_REPO = "/work/shared/wire/repo"
+#: the repository of the recorded upstream exchanges (tests/conformance/wire)
+WIRE_REPO = next((path for path in (
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                 "conformance", "wire", "repo"),
+    os.path.join(os.environ.get("BCFG2_WIRE", "/work/shared/wire"), "repo"))
+    if os.path.isdir(path)), None)
 
 
 class MDCore(LocalCore, NetworkCore):
@@ -686,6 +692,7 @@ def test_rmi_list_add_remove(mk, tmp_path):
 
 # ---------------------------------------------------------------- the wire repository
 
+@pytest.mark.skipif(WIRE_REPO is None, reason="the wire repository is not available")
 def test_wire_repository(tmp_path, cores):
     repo = tmp_path / "repo"
     shutil.copytree(WIRE_REPO, repo)
