@@ -300,19 +300,21 @@ class PrioDir(Plugin, ClientRunHooks):
     def apply(self, entry, data):
         """Copy ``data`` onto ``entry``: non-blank text, copies of its children, and
         its attributes where ``entry`` has none of that name."""
+        items = data.items()
         if self.replace_name_enabled:
-            data = copy.deepcopy(data)
-            for key, value in list(data.attrib.items()):
-                data.set(key, NameTemplate(value).safe_substitute(
-                    name=entry.get("name")))
-        if data.text is not None and data.text.strip():
-            entry.text = data.text
-        for child in data:
-            entry.append(copy.deepcopy(child))
-        attrib = entry.attrib
-        for key, value in data.attrib.items():
-            if key not in attrib:
-                attrib[key] = value
+            name = entry.get("name")
+            items = [(key, NameTemplate(value).safe_substitute(name=name))
+                     for key, value in items]
+        text = data.text
+        if text is not None and text.strip():
+            entry.text = text
+        if len(data):
+            for child in data:
+                entry.append(copy.deepcopy(child))
+        get = entry.get
+        for key, value in items:
+            if get(key) is None:
+                entry.set(key, value)
 
     def BindEntry(self, entry, metadata):
         """Complete ``entry`` in place from the best candidate."""
