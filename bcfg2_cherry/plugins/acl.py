@@ -76,7 +76,7 @@ def _mask(netmask, version):
 class _IPRule:
     """One Allow/Deny/Defer element of ip.xml, with its address parsed once."""
 
-    __slots__ = ("action", "method", "ip", "mask", "valid")
+    __slots__ = ("action", "ip", "mask", "method", "valid")
 
     def __init__(self, element, source):
         self.action = {"Allow": True, "Deny": False, "Defer": None}[element.tag]

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from bcfg2_cherry.options import Settings
+from bcfg2_cherry.plugin import MetadataConsistencyError
 from bcfg2_cherry.server.core import ClientAddress, NetworkCore
 from bcfg2_cherry.server.errors import Fault
 from bcfg2_cherry.server.local_core import LocalCore
@@ -236,8 +237,8 @@ def test_unknown_client_with_default_group_is_created(tmp_path, dns):
     core = make_core(tmp_path, "cert+password")
     try:
         address = ("192.0.2.50", 1234)
-        ok, name = core.authenticate_client(None, "stranger.example.com", GLOBAL,
-                                            address)
+        _, name = core.authenticate_client(None, "stranger.example.com", GLOBAL,
+                                           address)
         assert core.resolve_client(ClientAddress(address, name))[1].profile == "p"
         root = parse_repo_file(str(tmp_path / "repo/Metadata/clients.xml")).getroot()
         assert [c.get("profile") for c in root.iter("Client")
@@ -278,16 +279,16 @@ def test_bootstrap_switches_to_cert_after_statistics(tmp_path, dns):
         ok, name = core.authenticate_client(None, "root", "known-pw", addr)
         assert (ok, name) == (True, "known.example.com")
         assert core.RecvStats(ClientAddress(addr, name), STATS) is True
-        known = [c for c in parse_repo_file(
+        known = next(c for c in parse_repo_file(
             str(tmp_path / "repo/Metadata/clients.xml")).getroot().iter("Client")
-            if c.get("name") == "known.example.com"][0]
+            if c.get("name") == "known.example.com")
         assert known.get("auth") == "cert"
         # the in-memory table follows at once
         assert core.authenticate_client(None, "root", "known-pw", addr) == (False, None)
         assert core.authenticate_client(cert_for("known.example.com"), "root", None,
                                         addr) == (True, "known.example.com")
         # non-bootstrap clients are left alone
-        ok, name = core.authenticate_client(None, "root", "other-pw", ("10.0.0.9", 1))
+        _, name = core.authenticate_client(None, "root", "other-pw", ("10.0.0.9", 1))
         core.RecvStats(ClientAddress(("10.0.0.9", 1), name), STATS)
         assert core.authenticate_client(None, "root", "other-pw", ("10.0.0.9", 2)) == \
             (True, "other.example.com")
@@ -300,6 +301,7 @@ def test_global_bootstrap_writes_cert_for_the_client(tmp_path, dns):
     try:
         addr = ("10.0.0.9", 1)
         ok, name = core.authenticate_client(None, "root", GLOBAL, addr)
+        assert ok
         core.RecvStats(ClientAddress(addr, name), STATS)
         assert 'auth="cert"' in (tmp_path / "repo/Metadata/clients.xml").read_text()
         assert core.authenticate_client(None, "root", GLOBAL, addr) == (False, None)
@@ -373,7 +375,7 @@ def test_session_cache_only_for_user_names(tmp_path, dns):
         # a call that lost its identity still finds it for that (ip, port) only
         assert core.metadata.resolve_client(by_name) == "known.example.com"
         assert core.resolve_client(ClientAddress(by_name))[0] == "known.example.com"
-        with pytest.raises(Exception):
+        with pytest.raises(MetadataConsistencyError):
             core.metadata.resolve_client(("192.0.2.99", 4445))
         by_root = ("10.0.0.1", 5555)
         core.authenticate_client(None, "root", "known-pw", by_root)

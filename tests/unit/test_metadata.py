@@ -576,7 +576,7 @@ def test_connector_data_becomes_attribute(mk):
 def test_dynamic_groups_are_honoured(mk):
     class Dynamic:
         name = "dyn"
-        bundles = ["dyn-bundle"]
+        bundles = ("dyn-bundle",)
         category = None
         is_profile = False
     core = mk(GROUPS, CLIENTS)

@@ -3,14 +3,34 @@
 the metadata object types.
 """
 from bcfg2_cherry.plugins.metadata.clients import (
-    ClientsData, clients_xml_lock, edit_client, find_client, lock_file_path,
-    normalize_address)
+    ClientsData,
+    clients_xml_lock,
+    edit_client,
+    find_client,
+    lock_file_path,
+    normalize_address,
+)
 from bcfg2_cherry.plugins.metadata.groups import GroupsData
 from bcfg2_cherry.plugins.metadata.model import (
-    ClientMetadata, MetadataGroup, MetadataQuery, VersionInfo)
+    ClientMetadata,
+    MetadataGroup,
+    MetadataQuery,
+    VersionInfo,
+)
 from bcfg2_cherry.plugins.metadata.plugin import Metadata, certificate_names
 
-__all__ = ["Metadata", "ClientMetadata", "MetadataQuery", "MetadataGroup",
-           "VersionInfo", "ClientsData", "GroupsData", "clients_xml_lock",
-           "lock_file_path", "edit_client", "find_client", "normalize_address",
-           "certificate_names"]
+__all__ = [
+    "ClientMetadata",
+    "ClientsData",
+    "GroupsData",
+    "Metadata",
+    "MetadataGroup",
+    "MetadataQuery",
+    "VersionInfo",
+    "certificate_names",
+    "clients_xml_lock",
+    "edit_client",
+    "find_client",
+    "lock_file_path",
+    "normalize_address",
+]

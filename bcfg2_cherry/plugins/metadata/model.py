@@ -92,8 +92,14 @@ class VersionInfo(tuple):
 class MetadataGroup:
     """One group of groups.xml: its flags and bundles (from its first declaration)."""
 
-    __slots__ = ("name", "bundles", "category", "is_profile", "is_public",
-                 "is_default")
+    __slots__ = (
+        "bundles",
+        "category",
+        "is_default",
+        "is_profile",
+        "is_public",
+        "name",
+    )
 
     def __init__(self, name, bundles=None, category=None, is_profile=False,
                  is_public=False, is_default=False):

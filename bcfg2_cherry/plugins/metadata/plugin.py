@@ -12,11 +12,19 @@ from bcfg2_cherry import cache
 from bcfg2_cherry.plugin import interfaces
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.exceptions import (
-    MetadataConsistencyError, MetadataRuntimeError, PluginInitError)
+    MetadataConsistencyError,
+    MetadataRuntimeError,
+    PluginInitError,
+)
 from bcfg2_cherry.plugin.helpers import XMLFileBacked
 from bcfg2_cherry.plugins.metadata.clients import (
-    AUTH_MODES, ClientsData, clients_xml_lock, edit_client, normalize_address,
-    process_lock)
+    AUTH_MODES,
+    ClientsData,
+    clients_xml_lock,
+    edit_client,
+    normalize_address,
+    process_lock,
+)
 from bcfg2_cherry.plugins.metadata.groups import GroupsData
 from bcfg2_cherry.plugins.metadata.model import ClientMetadata, MetadataQuery
 from bcfg2_cherry.state import atomic_write
@@ -249,7 +257,7 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         when new: with ``uuid`` and ``address`` when it identified itself by user
         name. Only public groups unless ``require_public`` is False.
         """
-        gdata, cdata = self._data()
+        _, cdata = self._data()
         logger.info("Asserting client %s profile to %s", client, profile)
         group = self.groups.get(profile)
         if group is None:
@@ -462,7 +470,7 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         self.debug_log("Client %s authenticated successfully", client)
         return client
 
-    def AuthenticateConnection(self, cert, user, password, address):  # noqa: N802
+    def AuthenticateConnection(self, cert, user, password, address):
         """True if the credentials authenticate a client (see identify_connection)."""
         return self.identify_connection(cert, user, password, address) is not None
 
@@ -518,10 +526,9 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         initial = cdata.profiles.get(client, gdata.default)
         groups, categories = set(), {}
         profile = None
-        if initial:
-            if self._claim(client, initial, groups, categories) and \
-                    self._is_profile(initial):
-                profile = initial
+        if initial and self._claim(client, initial, groups, categories) and \
+                self._is_profile(initial):
+            profile = initial
         gdata.resolve(client, groups, categories, self.groups, self._warn_category)
         if not groups and gdata.default:
             if self._claim(client, gdata.default, groups, categories) and \
@@ -581,8 +588,8 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
 
     def get_all_groups_in_category(self, category):
         """Names of the groups of ``category``."""
-        return set(name for name, group in list(self.groups.items())
-                   if getattr(group, "category", None) == category)
+        return {name for name, group in list(self.groups.items())
+                if getattr(group, "category", None) == category}
 
     def get_client_names_by_profiles(self, profiles):
         """Clients whose profile is any of ``profiles``."""
