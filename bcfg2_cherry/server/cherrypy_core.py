@@ -85,35 +85,35 @@ def _error_page(status, message, traceback, version):
                            html.escape(message or "")))
 
 
-def _set_http_error(status, message, headers=None):
-    cherrypy.HTTPError(status, message).set_response()
+def http_error(err):
+    """The cherrypy.HTTPError for an AuthenticationFailure (401, with
+    ``WWW-Authenticate``) or a RequestError (its status; 405 with ``Allow``, 503 with
+    ``Retry-After``); the extra headers are set on the response already.
+    """
     response = cherrypy.serving.response
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
+    remote = cherrypy.serving.request.remote.ip
+    if isinstance(err, AuthenticationFailure):
+        logger.info("401 for %s: %s", remote, err)
+        response.headers["WWW-Authenticate"] = AUTH_CHALLENGE
+        return cherrypy.HTTPError(401, "Authentication failed")
+    logger.info("%d for %s: %s", err.status, remote, err.message)
+    if err.status == 405:
+        response.headers["Allow"] = "POST"
+    elif err.status == 503:
+        response.headers["Retry-After"] = "5"
+    return cherrypy.HTTPError(err.status, err.message)
 
 
 def on_error(*args, **kwargs):  # pylint: disable=unused-argument
     """The application's error response (CherryPy ``request.error_response``).
 
     An xmlrpc Fault becomes a fault response carrying its code; AuthenticationFailure
-    becomes 401 with ``WWW-Authenticate``; RequestError its own status (400, 405, 413,
-    503); anything else a generic fault, with the traceback logged but never sent.
+    and RequestError their HTTP status (see ``http_error``); anything else a generic
+    fault, with the traceback logged but never sent.
     """
     err = sys.exc_info()[1]
-    if isinstance(err, AuthenticationFailure):
-        logger.info("401 for %s: %s", cherrypy.serving.request.remote.ip, err)
-        _set_http_error(401, "Authentication failed",
-                        {"WWW-Authenticate": AUTH_CHALLENGE})
-        return
-    if isinstance(err, RequestError):
-        logger.info("%d for %s: %s", err.status, cherrypy.serving.request.remote.ip,
-                    err.message)
-        headers = {}
-        if err.status == 405:
-            headers["Allow"] = "POST"
-        elif err.status == 503:
-            headers["Retry-After"] = "5"
-        _set_http_error(err.status, err.message, headers)
+    if isinstance(err, (AuthenticationFailure, RequestError)):
+        http_error(err).set_response()
         return
     if isinstance(err, Fault):
         fault = err
@@ -312,6 +312,13 @@ class CherrypyCore(NetworkCore):
         """
         request = cherrypy.serving.request
         request.bcfg2_call = None
+        try:
+            request.bcfg2_call = self._authenticated_call(request)
+        except (AuthenticationFailure, RequestError) as err:
+            # an HTTPError, so that CherryPy answers without logging a traceback
+            raise http_error(err) from None
+
+    def _authenticated_call(self, request):
         if request.method != "POST":
             raise RequestError(405, "XML-RPC calls are POST requests")
         if not self.ready.is_set():
@@ -325,7 +332,7 @@ class CherrypyCore(NetworkCore):
         body = self._read_body(request)
         method, params = dispatch.parse_call(body, self.setup.max_request_size)
         dispatch.check_acl(self, address, method, client)
-        request.bcfg2_call = RPCCall(method, params, address, client)
+        return RPCCall(method, params, address, client)
 
     def _read_body(self, request):
         limit = self.setup.max_request_size
