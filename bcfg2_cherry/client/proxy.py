@@ -160,6 +160,7 @@ class Proxy:
         self.retry_delay = max(0.0, float(retry_delay or 0))
         self.source_address = (source_address, 0) if source_address else None
         self.ca = ca
+        self.cert = cert if cert and key else None
         self._context = self._make_context(ca, cert, key)
 
     @classmethod
@@ -261,6 +262,15 @@ class Proxy:
                                "verification: %s%s" % (
                                    self.url, err.verify_message or _reason(err),
                                    _ca_hint(self.ca))) from None
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as err:
+                # TLS 1.3: a server that refuses our certificate just closes
+                hint = ""
+                if self.cert:
+                    hint = ("; it may have refused our client certificate %s (is it "
+                            "signed by the server's CA?)" % self.cert)
+                raise _Retryable(TLSError(
+                    "TLS failure with %s: the server closed the connection (%s)%s"
+                    % (self.url, _reason(err), hint)), conn.request_sent) from None
             except ssl.SSLError as err:
                 raise TLSError("TLS failure with %s: %s" % (self.url, _tls_reason(err))
                                ) from None

@@ -709,6 +709,27 @@ def test_real_server_client_certificate_identifies(real_server, test_ca, capsys)
     assert "hostname = ws1.demo.example" in capsys.readouterr().out
 
 
+def test_real_server_refuses_foreign_client_certificate(real_server, tmp_path, capsys):
+    import trustme
+
+    leaf = trustme.CA().issue_cert("ws1.demo.example", common_name="ws1.demo.example")
+    cert, key = tmp_path / "foreign.crt", tmp_path / "foreign.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    assert main(["client", "-C", real_server.client_conf, "--cert", str(cert),
+                 "--key", str(key)]) == 1
+    line = one_line(capsys)
+    assert line.startswith("bcfg2-cherry client: Failed to declare version: TLS failure "
+                           "with %s: " % real_server.url)
+    assert "client certificate" in line
+
+
+def one_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
 @pytest.mark.parametrize("login", [["-x", "wrong"],
                                    ["-u", "db1.demo.example", "-x", "demo"]])
 def test_real_server_refuses_bad_credentials(real_server, login, capsys):
