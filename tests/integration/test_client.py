@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from tests.support.servers import (  # noqa: E402
-    WIRE_DIR, copy_repo, start_server, write_config)
+    WIRE_DIR, available_cores, copy_repo, start_server, write_config)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -202,16 +202,16 @@ def write_client_conf(path, url, ca, password="demo"):
     return str(path)
 
 
-def start_demo_server(directory, test_ca):
-    """``bcfg2-cherry serve`` (tests/support/servers.py) on a copy of the demo
-    repository, file monitor on; adds ``repo`` and ``client_conf`` to the
+def start_demo_server(directory, test_ca, core="cherrypy"):
+    """``bcfg2-cherry serve --core CORE`` (tests/support/servers.py) on a copy of the
+    demo repository, file monitor on; adds ``repo`` and ``client_conf`` to the
     ServerProcess it returns."""
     directory = str(directory)
     repo = copy_repo(demo_repository(), os.path.join(directory, "repo"))
     conf = write_config(os.path.join(directory, "bcfg2.conf.in"), repo, tls=test_ca,
                         password="demo", plugins=DEMO_PLUGINS,
                         server={"filemonitor": "default"})
-    server = start_server("cherrypy", conf, directory, tls=test_ca)
+    server = start_server(core, conf, directory, tls=test_ca)
     server.repo = repo
     server.client_conf = write_client_conf(os.path.join(directory, "client.conf"),
                                            server.url, test_ca.ca_cert)
@@ -665,6 +665,24 @@ def test_real_server_dry_run_of_each_demo_host(real_server, host, capsys):
     bundles = {b.get("name") for b in config.findall("Bundle")}
     assert "base" in bundles
     assert ("web" in bundles) == host.startswith("web")
+
+
+@pytest.mark.parametrize("core", sorted(available_cores()))
+def test_client_run_against_every_core(core, tmp_path, test_ca, capsys):
+    """One full run (probes, decisions, report) and one admin call per network core."""
+    error = available_cores()[core]
+    if error:
+        pytest.skip("core %s is not available: %s" % (core, error))
+    server = start_demo_server(tmp_path, test_ca, core)
+    try:
+        assert main(["client", "-C", server.client_conf, "-u", "web2.demo.example",
+                     "-l", "whitelist", "--report"]) == 0, server.log()[-2000:]
+        assert "hostname = web2.demo.example" in capsys.readouterr().out
+        assert main(["admin", "-C", server.client_conf, "xcmd",
+                     "Metadata.list_clients"]) == 0
+        assert "web2.demo.example" in capsys.readouterr().out.split()
+    finally:
+        server.stop()
 
 
 def test_real_server_probes_report_decisions_and_output(real_server, tmp_path, capsys):
