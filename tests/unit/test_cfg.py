@@ -67,7 +67,8 @@ class Site:
         conf = self.tmp / "bcfg2.conf"
         conf.write_text(
             "[server]\nrepository = %s\nplugins = %s, Cfg\nfilemonitor = %s\n%s"
-            % (self.repo, ", ".join(M + p for p in plugins), self.filemonitor, self.conf))
+            % (self.repo, ", ".join(M + p if p.startswith("Fake") else p for p in plugins),
+               self.filemonitor, self.conf))
         self.core = LocalCore(Settings(str(conf))).load()
         return self.core
 
@@ -82,6 +83,16 @@ class Site:
 
     def entry(self, host, name):
         return self.build(host)[name]
+
+    def real_metadata(self, clients, groups_xml):
+        """Use the Metadata plugin: ``clients`` name -> profile; every client gets
+        the bundles of its groups (bundle entries from ``FakeBundler.bundles``)."""
+        (self.repo / "Metadata").mkdir(exist_ok=True)
+        (self.repo / "Metadata" / "groups.xml").write_text(groups_xml)
+        (self.repo / "Metadata" / "clients.xml").write_text(
+            "<Clients>%s</Clients>" % "".join(
+                '<Client name="%s" profile="%s"/>' % item for item in clients.items()))
+        return ("Metadata", "FakeBundler")
 
     def stop(self):
         if self.core is not None:
@@ -540,20 +551,90 @@ def test_handlers_option_restricts(tmp_path, caplog):
         site.stop()
 
 
-def test_key_creators_are_refused_clearly(site):
-    site.file("etc/ssh/ssh_host_rsa_key/privkey.xml", "<PrivateKey/>")
-    site.file("etc/ssh/ssh_host_rsa_key/ssh_host_rsa_key.H_old.example.com", "KEY\n")
-    site.file("root/.ssh/authorized_keys/authorizedkeys.xml", "<AuthorizedKeys/>")
-    site.client("new.example.com", [], ["/etc/ssh/ssh_host_rsa_key",
-                                        "/root/.ssh/authorized_keys"])
-    site.client("old.example.com", [], ["/etc/ssh/ssh_host_rsa_key"])
+def test_ssl_creators_are_refused_clearly(site):
+    site.file("etc/pki/site.key/sslkey.xml", "<KeyInfo/>")
+    site.file("etc/pki/site.key/site.key.H_old.example.com", "KEY\n")
+    site.client("new.example.com", [], ["/etc/pki/site.key"])
+    site.client("old.example.com", [], ["/etc/pki/site.key"])
     site.start()
-    new = site.build("new.example.com")
-    assert "privkey.xml (SSH key creation) is not supported" in \
-        new["/etc/ssh/ssh_host_rsa_key"].get("failure")
-    assert "authorized_keys generation) is not supported" in \
-        new["/root/.ssh/authorized_keys"].get("failure")
-    assert site.entry("old.example.com", "/etc/ssh/ssh_host_rsa_key").text == "KEY\n"
+    failure = site.entry("new.example.com", "/etc/pki/site.key").get("failure")
+    assert "sslkey.xml (SSL key creation) is not supported" in failure
+    assert site.entry("old.example.com", "/etc/pki/site.key").text == "KEY\n"
+
+
+needs_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None,
+                                  reason="ssh-keygen not installed")
+
+
+KEY_GROUPS = """<Groups>
+  <Group name="p" profile="true"><Group name="debian"/><Bundle name="keys"/></Group>
+  <Group name="debian" category="os"/>
+</Groups>"""
+
+
+@needs_keygen
+def test_ssh_key_pairs_are_created_once(tmp_path):
+    site = Site(tmp_path)
+    key = "etc/ssh/ssh_host_ed25519_key"
+    site.file(key + "/privkey.xml",
+              '<PrivateKey><Params type="ed25519"/></PrivateKey>')
+    site.file(key + ".pub/pubkey.xml", "<PublicKey/>")
+    site.file("root/.ssh/authorized_keys/authorizedkeys.xml", """<AuthorizedKeys>
+  <Allow from="/etc/ssh/ssh_host_ed25519_key.pub" host="a.example.com">
+    <Option name="from" value="10.0.0.0/8"/><Option name="no-pty"/>
+  </Allow>
+  <Allow>ssh-rsa AAAAliteral admin@example.com</Allow>
+  <Group name="nobody"><Allow>ssh-rsa AAAAnever x</Allow></Group>
+  <Allow/>
+</AuthorizedKeys>""")
+    fp.FakeBundler.bundles = {"keys": ['<Path name="/%s"/>' % key,
+                                       '<Path name="/%s.pub"/>' % key,
+                                       '<Path name="/root/.ssh/authorized_keys"/>']}
+    plugins = site.real_metadata({"a.example.com": "p", "b.example.com": "p"},
+                                 KEY_GROUPS)
+    site.start(plugins)
+    try:
+        a = site.build("a.example.com")
+        private = a["/" + key].text
+        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        public = a["/" + key + ".pub"].text
+        assert public.startswith("ssh-ed25519 ")
+        stored = site.cfg / (key + "/ssh_host_ed25519_key.H_a.example.com")
+        assert stored.read_text() == private
+        assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+        pubfile = site.cfg / (key + ".pub/ssh_host_ed25519_key.pub.H_a.example.com")
+        assert public == pubfile.read_text()
+        assert public.split()[2] == str(pubfile)
+        # the same pair next time; another client gets its own
+        again = site.build("a.example.com")
+        assert again["/" + key].text == private
+        assert again["/" + key + ".pub"].text == public
+        b = site.build("b.example.com")
+        assert b["/" + key].text != private
+        assert b["/root/.ssh/authorized_keys"].text == (
+            "from=10.0.0.0/8,no-pty %s\nssh-rsa AAAAliteral admin@example.com" % public.strip())
+    finally:
+        site.stop()
+
+
+@needs_keygen
+def test_created_keys_can_be_group_specific_and_encrypted(tmp_path):
+    site = Site(tmp_path, conf="[cfg]\ncategory = os\npassphrase = keys\n"
+                               "[encryption]\nkeys = t0ps3cret\n")
+    site.file("etc/k/privkey.xml",
+              '<PrivateKey perhost="false" priority="20"><Params type="ed25519"/>'
+              '</PrivateKey>')
+    fp.FakeBundler.bundles = {"keys": ['<Path name="/etc/k"/>']}
+    site.start(site.real_metadata({"h.example.com": "p", "i.example.com": "p"},
+                                  KEY_GROUPS))
+    try:
+        private = site.entry("h.example.com", "/etc/k").text
+        assert private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+        stored = site.cfg / "etc/k/k.G20_debian.crypt"
+        assert encryption.ssl_decrypt(stored.read_text(), "t0ps3cret").decode() == private
+        assert site.entry("i.example.com", "/etc/k").text == private
+    finally:
+        site.stop()
 
 
 # ---------------------------------------------------------------- file monitor

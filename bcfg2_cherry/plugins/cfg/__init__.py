@@ -24,14 +24,14 @@ from bcfg2_cherry.plugins.cfg.genshi_generator import CfgGenshiGenerator
 from bcfg2_cherry.plugins.cfg.info import CfgInfoXML
 from bcfg2_cherry.plugins.cfg.jinja2_generator import CfgJinja2Generator
 from bcfg2_cherry.plugins.cfg.keys import (
-    CfgAuthorizedKeysGenerator, CfgPrivateKeyCreator, CfgPublicKeyCreator,
-    CfgSSLCACertCreator, CfgSSLCAKeyCreator)
+    CfgAuthorizedKeysGenerator, CfgCreationError, CfgPrivateKeyCreator,
+    CfgPublicKeyCreator, CfgSSLCACertCreator, CfgSSLCAKeyCreator)
 from bcfg2_cherry.plugins.cfg.plaintext import CfgPlaintextGenerator
 from bcfg2_cherry.plugins.cfg.verifier import CfgExternalCommandVerifier
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cfg", "CfgEntrySet", "HANDLERS", "select_handlers"]
+__all__ = ["Cfg", "CfgEntrySet", "CfgCreationError", "HANDLERS", "select_handlers"]
 
 #: Every handler, in the order files are offered to them (stable by priority).
 HANDLERS = sorted([
@@ -217,10 +217,10 @@ class CfgEntrySet:
         return found
 
     def _no_generator(self, entry, metadata):
-        """Raise the reason why nothing makes content for this client."""
+        """The best-matching creator; raise the reason when there is none."""
         creators = [c for c in self.creators if c.specific.matches(metadata)]
         if creators:
-            creators[0].create_data(entry, metadata)
+            return creators[0]
         if self.generators:
             raise PluginExecutionError(
                 "Cfg: no version in %s applies to %s (%s)" % (
@@ -240,11 +240,13 @@ class CfgEntrySet:
         if info is not None:
             info.bind_info_to_entry(entry, metadata)
         attrib["type"] = "file"
+        binary = attrib.get("encoding") == "base64"
         generator = self.best_generator(metadata)
         if generator is None:
-            self._no_generator(entry, metadata)
-        binary = attrib.get("encoding") == "base64"
-        data = generator.get_data(entry, metadata, binary)
+            generator = self._no_generator(entry, metadata)
+            data = generator.create_data(entry, metadata)
+        else:
+            data = generator.get_data(entry, metadata, binary)
         if cfg.validation and self.verifiers:
             self._verify(entry, metadata, data)
         if binary:

@@ -63,6 +63,12 @@ class CfgHandler:
                     return specific
         return None
 
+    def to_base64(self, data):
+        """``data`` (content this handler made) base64-encoded, as text."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        return base64.b64encode(data).decode("ascii")
+
     @classmethod
     def ignores(cls, filename):
         """Whether ``filename`` is an include fragment this handler's engine reads."""
@@ -120,12 +126,6 @@ class CfgGenerator(CfgHandler, FileBacked):
         """
         raise NotImplementedError
 
-    def to_base64(self, data):
-        """``data`` (what ``get_data`` returned) base64-encoded, as text."""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        return base64.b64encode(data).decode("ascii")
-
 
 class StaticGenerator(CfgGenerator):
     """A generator whose content is the same for every client (plain or decrypted).
@@ -172,9 +172,9 @@ class StaticGenerator(CfgGenerator):
         if data is self.content[0]:
             cached = self._b64
             if cached is None or cached[0] is not data:
-                cached = self._b64 = (data, CfgGenerator.to_base64(self, data))
+                cached = self._b64 = (data, CfgHandler.to_base64(self, data))
             return cached[1]
-        return CfgGenerator.to_base64(self, data)
+        return CfgHandler.to_base64(self, data)
 
 
 class EncryptedContent:
