@@ -169,6 +169,33 @@ def test_client_add_update_list_del(server, capsys):
                                              "new1.demo.example in ")
 
 
+def test_client_commands_follow_xinclude(tmp_path, capsys):
+    """A client kept in an included file is listed, updated and deleted there."""
+    meta = tmp_path / "Metadata"
+    meta.mkdir()
+    (meta / "groups.xml").write_text('<Groups><Group name="g" profile="true" '
+                                     'default="true"/></Groups>\n')
+    (meta / "clients.xml").write_text(
+        '<Clients xmlns:xi="http://www.w3.org/2001/XInclude">\n'
+        '  <Client name="a.example" profile="g"/>\n'
+        '  <xi:include href="more.xml"/>\n</Clients>\n')
+    (meta / "more.xml").write_text('<Clients>\n  <!-- lab -->\n'
+                                   '  <Client name="b.example" profile="g"/>\n'
+                                   '</Clients>\n')
+    base = ["admin", "-C", str(tmp_path / "none.conf"), "-Q", str(tmp_path), "client"]
+    assert main(base + ["list", "--json"]) == 0
+    assert [c["name"] for c in json.loads(capsys.readouterr().out)] == [
+        "a.example", "b.example"]
+    assert main(base + ["update", "B.example", "floating=on"]) == 0
+    assert 'floating="true"' in read(meta / "more.xml")
+    assert main(base + ["del", "b.example"]) == 0
+    assert "b.example" not in read(meta / "more.xml")
+    assert "<!-- lab -->" in read(meta / "more.xml")
+    assert "xi:include" in read(meta / "clients.xml")
+    assert main(base + ["add", "c.example"]) == 0
+    assert 'name="c.example" profile="g"' in read(meta / "clients.xml")
+
+
 def test_client_bad_attributes(server, capsys):
     repo = ["-Q", server.repo]
     for attr in ("colour=red", "auth=magic", "address=not-an-ip", "floating=maybe",
