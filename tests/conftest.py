@@ -4,10 +4,10 @@
 - ``test_ca``: a throw-away CA (trustme) with a server certificate for 127.0.0.1,
   localhost and ::1, and client certificates whose commonName is a client name.
 - ``free_port()``: an unused TCP port on 127.0.0.1 (also as the ``free_port_factory``
-  fixture, for tests that prefer not to import from conftest).
+  fixture, for tests that prefer not to import it).
 
-There is deliberately no ``tests/__init__.py``: pytest puts this directory on
-``sys.path``, so ``from conftest import free_port`` works from any test module.
+``tests`` is a package, so test modules import these helpers as
+``from tests.conftest import free_port``.
 """
 import os
 import shutil
