@@ -5,6 +5,8 @@ A network core calls ``parse_call`` on the body, ``authorize`` with the credenti
 extracted, ``dispatch`` to run the call and ``encode_result``/``encode_fault`` for the
 response. Only exposed Core methods and ``__rmi__`` names can ever be reached.
 """
+import base64
+import binascii
 import inspect
 import logging
 import time
@@ -84,6 +86,32 @@ def encode_fault(fault):
     """The methodResponse body (bytes) for a Fault."""
     return xmlrpc.client.dumps(fault, methodresponse=True, allow_none=True,
                                encoding="utf-8").encode("utf-8")
+
+
+def parse_basic_auth(header):
+    """``(user, password)`` from an ``Authorization: Basic`` header value, split at the
+    first colon (RFC 7617; upstream split at every colon, so passwords with one failed).
+
+    Raises AuthenticationFailure (HTTP 401) when the header is missing, not Basic, not
+    base64 or has no colon.
+    """
+    if not header:
+        raise AuthenticationFailure("no credentials were sent")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise AuthenticationFailure("only HTTP Basic authentication is supported")
+    try:
+        raw = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise AuthenticationFailure("malformed Basic credentials") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if ":" not in text:
+        raise AuthenticationFailure("Basic credentials without a colon")
+    user, password = text.split(":", 1)
+    return user, password
 
 
 def authenticate(core, address, cert=None, user=None, password=None):
@@ -181,5 +209,5 @@ def call(core, method, params, address, client=None):
     return encode_result(result)
 
 
-__all__ = ["parse_call", "encode_result", "encode_fault", "authenticate", "check_acl",
+__all__ = ["parse_call", "parse_basic_auth", "encode_result", "encode_fault", "authenticate", "check_acl",
            "resolve_method", "dispatch", "call", "handle"]
