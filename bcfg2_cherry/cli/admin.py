@@ -19,8 +19,14 @@ import secrets
 import socket
 import sys
 
-from bcfg2_cherry.cli.client import (add_connection_options, fail, load_settings,
-                                     make_proxy, report_errors, setup_logging)
+from bcfg2_cherry.cli.client import (
+    add_connection_options,
+    fail,
+    load_settings,
+    make_proxy,
+    report_errors,
+    setup_logging,
+)
 from bcfg2_cherry.client.proxy import ProxyError
 from bcfg2_cherry.state import atomic_write
 

@@ -10,8 +10,12 @@ import logging
 import sys
 
 from bcfg2_cherry.client.proxy import Proxy, ProxyError
-from bcfg2_cherry.client.run import (DEFAULT_PROBE_TIMEOUT, PROTOCOL_VERSION, ClientRun,
-                                     RunError)
+from bcfg2_cherry.client.run import (
+    DEFAULT_PROBE_TIMEOUT,
+    PROTOCOL_VERSION,
+    ClientRun,
+    RunError,
+)
 from bcfg2_cherry.options import OptionError, Settings
 from bcfg2_cherry.state import atomic_write
 

@@ -3,8 +3,15 @@
 Used by ``bcfg2-cherry client`` and ``bcfg2-cherry admin``, and by the tests.
 """
 from bcfg2_cherry.client.proxy import (  # noqa: F401
-    AuthenticationError, CertificateNameError, ConnectionFailure, HTTPError, Proxy,
-    ProxyError, ServerFault, TLSError)
+    AuthenticationError,
+    CertificateNameError,
+    ConnectionFailure,
+    HTTPError,
+    Proxy,
+    ProxyError,
+    ServerFault,
+    TLSError,
+)
 from bcfg2_cherry.client.run import ClientRun, RunError, RunResult  # noqa: F401
 
 __all__ = ["Proxy", "ProxyError", "ConnectionFailure", "TLSError",

@@ -14,7 +14,7 @@ import pytest
 
 from bcfg2_cherry.cli.admin import render
 from bcfg2_cherry.cli.main import main
-from test_client import WireServer, start_demo_server, xmlrpc_response
+from tests.integration.test_client import WireServer, start_demo_server, xmlrpc_response
 from tests.support.servers import start_server
 
 pytestmark = pytest.mark.timeout(90)

@@ -23,17 +23,26 @@ import lxml.etree
 import pytest
 
 from bcfg2_cherry.cli.main import main
-from bcfg2_cherry.client import (AuthenticationError, CertificateNameError, ClientRun,
-                                 ConnectionFailure, HTTPError, Proxy, RunError,
-                                 ServerFault, TLSError)
+from bcfg2_cherry.client import (
+    AuthenticationError,
+    CertificateNameError,
+    ClientRun,
+    ConnectionFailure,
+    HTTPError,
+    Proxy,
+    RunError,
+    ServerFault,
+    TLSError,
+)
 from bcfg2_cherry.client.run import run_probe
 from bcfg2_cherry.resources import demo_repository
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-from tests.support.servers import (  # noqa: E402
-    WIRE_DIR, available_cores, copy_repo, start_server, write_config)
+from tests.support.servers import (
+    WIRE_DIR,
+    available_cores,
+    copy_repo,
+    start_server,
+    write_config,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
