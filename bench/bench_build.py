@@ -22,10 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import genrepo  # noqa: E402
+import genrepo
 
-from bcfg2_cherry.options import Settings  # noqa: E402
-from bcfg2_cherry.server.local_core import LocalCore  # noqa: E402
+from bcfg2_cherry.options import Settings
+from bcfg2_cherry.server.local_core import LocalCore
 
 PLUGINS = ("Metadata", "Bundler", "Rules", "Cfg")
 
@@ -52,7 +52,7 @@ def load_core(repo, workdir, plugins, cache):
 
 def percentile(values, pct):
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(pct / 100.0 * len(ordered))) - 1))
+    index = min(len(ordered) - 1, max(0, round(pct / 100.0 * len(ordered)) - 1))
     return ordered[index]
 
 

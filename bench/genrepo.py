@@ -117,8 +117,8 @@ def generate(target, clients=1000, bundles=50, seed=4):
 
     # Bundler, Rules, Cfg
     rules = ['<Rules priority="10">']
-    counts = dict(cfg_dirs=0, templates=0, plain=0, group_files=0, host_files=0,
-                  info_xml=0)
+    counts = {"cfg_dirs": 0, "templates": 0, "plain": 0, "group_files": 0,
+              "host_files": 0, "info_xml": 0}
     all_bundles = sorted(set(base) | {b for v in by_os.values() for b in v}
                          | {b for v in by_role.values() for b in v}
                          | {"bundle%02d" % i for i in range(bundles)})

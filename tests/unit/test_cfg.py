@@ -13,8 +13,8 @@ import pytest
 
 from bcfg2_cherry import encryption
 from bcfg2_cherry.options import Settings
-from bcfg2_cherry.plugin.interfaces import TemplateDataProvider
 from bcfg2_cherry.plugin.base import Plugin
+from bcfg2_cherry.plugin.interfaces import TemplateDataProvider
 from bcfg2_cherry.server.local_core import LocalCore
 from tests.unit import fakeplugins as fp
 

@@ -12,26 +12,44 @@ import re
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.exceptions import PluginExecutionError
 from bcfg2_cherry.plugin.helpers import (
-    DirectoryBacked, FileBacked, best_matching, get_template_data)
+    DirectoryBacked,
+    FileBacked,
+    best_matching,
+    get_template_data,
+)
 from bcfg2_cherry.plugin.interfaces import Generator
 from bcfg2_cherry.plugins.cfg.base import (
-    CfgCreator, CfgGenerator, CfgHandler, CfgInfo, CfgVerifier, TemplateDataDefaults)
+    CfgCreator,
+    CfgGenerator,
+    CfgHandler,
+    CfgInfo,
+    CfgVerifier,
+    TemplateDataDefaults,
+)
 from bcfg2_cherry.plugins.cfg.cheetah_generator import CfgCheetahGenerator
 from bcfg2_cherry.plugins.cfg.encrypted import (
-    CfgEncryptedCheetahGenerator, CfgEncryptedGenerator, CfgEncryptedGenshiGenerator,
-    CfgEncryptedJinja2Generator)
+    CfgEncryptedCheetahGenerator,
+    CfgEncryptedGenerator,
+    CfgEncryptedGenshiGenerator,
+    CfgEncryptedJinja2Generator,
+)
 from bcfg2_cherry.plugins.cfg.genshi_generator import CfgGenshiGenerator
 from bcfg2_cherry.plugins.cfg.info import CfgInfoXML
 from bcfg2_cherry.plugins.cfg.jinja2_generator import CfgJinja2Generator
 from bcfg2_cherry.plugins.cfg.keys import (
-    CfgAuthorizedKeysGenerator, CfgCreationError, CfgPrivateKeyCreator,
-    CfgPublicKeyCreator, CfgSSLCACertCreator, CfgSSLCAKeyCreator)
+    CfgAuthorizedKeysGenerator,
+    CfgCreationError,
+    CfgPrivateKeyCreator,
+    CfgPublicKeyCreator,
+    CfgSSLCACertCreator,
+    CfgSSLCAKeyCreator,
+)
 from bcfg2_cherry.plugins.cfg.plaintext import CfgPlaintextGenerator
 from bcfg2_cherry.plugins.cfg.verifier import CfgExternalCommandVerifier
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cfg", "CfgEntrySet", "CfgCreationError", "HANDLERS", "select_handlers"]
+__all__ = ["HANDLERS", "Cfg", "CfgCreationError", "CfgEntrySet", "select_handlers"]
 
 #: Every handler, in the order files are offered to them (stable by priority).
 HANDLERS = sorted([

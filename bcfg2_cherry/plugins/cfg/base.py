@@ -11,7 +11,11 @@ import logging
 from bcfg2_cherry import encryption
 from bcfg2_cherry.plugin.exceptions import PluginExecutionError, SpecificityError
 from bcfg2_cherry.plugin.helpers import (
-    DefaultTemplateDataProvider, FileBacked, Specificity, parse_specificity)
+    DefaultTemplateDataProvider,
+    FileBacked,
+    Specificity,
+    parse_specificity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +254,7 @@ class TemplateGenerator(CfgGenerator):
         except PluginExecutionError as err:
             self.template, self.error = None, str(err)
             return
-        except Exception as err:  # pylint: disable=broad-except
+        except Exception as err:  # noqa: BLE001  # pylint: disable=broad-except
             error = describe_error(err, self.name)
             logger.error("Cfg: cannot load %s template %s: %s", self.engine, self.name,
                          error)
@@ -267,7 +271,7 @@ class TemplateGenerator(CfgGenerator):
                                            self.path_is_template)
         try:
             return self.render(template, variables)
-        except Exception as err:  # pylint: disable=broad-except
+        except Exception as err:  # noqa: BLE001  # pylint: disable=broad-except
             raise PluginExecutionError("Cfg: error rendering %s from %s: %s" % (
                 entry.get("name"), self.name, describe_error(err, self.name))) from None
 

@@ -21,7 +21,7 @@ class CfgInfoXML(CfgInfo, StructFile):
     """``info.xml`` in the entry's directory (no inheritance from parents)."""
 
     __basenames__ = ("info.xml",)
-    conditionals = dict(StructFile.conditionals, Path=_path_holds)
+    conditionals = dict(StructFile.conditionals, Path=_path_holds)  # noqa: RUF012
     encryption = False
 
     def __init__(self, name, specific, cfg):

@@ -83,10 +83,10 @@ class XMLCfgCreator(CfgCreator, StructFile):
         if category and per_host.lower() != "true":
             group = metadata.group_in_category(category)
             if group:
-                return dict(group=group, prio=int(root.get("priority", 50)))
+                return {"group": group, "prio": int(root.get("priority", 50))}
             logger.info("Cfg: %s has no group in category %s; creating host-specific "
                         "data", metadata.hostname, category)
-        return dict(host=metadata.hostname)
+        return {"host": metadata.hostname}
 
     def get_filename(self, host=None, group=None, prio=0, ext=""):
         """Where created data for that specificity lives (beside this file)."""
@@ -134,9 +134,8 @@ class XMLCfgCreator(CfgCreator, StructFile):
 
 def _run(cmd, what, data=None):
     try:
-        result = subprocess.run(cmd, input=data, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, timeout=KEYGEN_TIMEOUT,
-                                check=False)
+        result = subprocess.run(cmd, input=data, capture_output=True,
+                                timeout=KEYGEN_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
         raise CfgCreationError("Cfg: %s failed: %s" % (what, err)) from None
     if result.returncode != 0:

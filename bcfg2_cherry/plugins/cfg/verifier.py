@@ -53,9 +53,8 @@ class CfgExternalCommandVerifier(CfgVerifier):
         if isinstance(data, str):
             data = data.encode("utf-8")
         try:
-            result = subprocess.run(cmd, input=data, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, timeout=TIMEOUT,
-                                    check=False)
+            result = subprocess.run(cmd, input=data, capture_output=True,
+                                    timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             reason = "%s ran longer than %d seconds" % (self.name, TIMEOUT)
         except OSError as err:
