@@ -335,8 +335,10 @@ class CherrypyCore(NetworkCore):
         return RPCCall(method, params, address, client)
 
     def _read_body(self, request):
+        """The request body, read once; 413 over the limit, before reading it."""
         limit = self.setup.max_request_size
         length = request.headers.get("Content-Length")
+        request.process_request_body = False
         if length is not None:
             try:
                 length = int(length)
@@ -345,8 +347,11 @@ class CherrypyCore(NetworkCore):
             if length > limit:
                 raise RequestError(413, "request body of %d bytes is over the limit of "
                                    "%d" % (length, limit))
+            # never read past Content-Length: a WSGI server's input may be the socket
+            return request.rfile.read(length) if length > 0 else b""
+        if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+            return b""
         body = request.rfile.read(limit + 1)
-        request.process_request_body = False
         if len(body) > limit:
             raise RequestError(413, "request body is over the limit of %d bytes" % limit)
         return body

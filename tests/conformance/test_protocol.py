@@ -280,12 +280,20 @@ def test_idle_and_half_open_connections_do_not_block_others(wire_server):
 
 
 def test_burst_of_new_connections(wire_server):
+    """64 clients at once, each on a new connection: no SYN-retransmit tail.
+
+    A listen backlog of 5 (upstream, cheroot's default) drops SYNs in such a burst;
+    the kernel retries them after 1 s, so the slowest call takes over a second in
+    every round. Two rounds, the better one counts (the machine may be busy).
+    """
     client = wire_server.client(timeout=20)
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
-        times = list(pool.map(lambda _: _timed_call(client), range(64)))
-    assert len(times) == 64
-    # a SYN retransmit (listen backlog too small) shows up as a >= 1 s tail
-    assert max(times) < 3.0, sorted(times)[-5:]
+    slowest = []
+    for _ in range(2):
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            times = list(pool.map(lambda _: _timed_call(client), range(64)))
+        assert len(times) == 64
+        slowest.append(max(times))
+    assert min(slowest) < 1.0, slowest
 
 
 def test_requests_before_the_plugins_are_loaded_get_503(core_name, tmp_path, test_ca,
