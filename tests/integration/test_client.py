@@ -40,7 +40,10 @@ from tests.support.servers import (
     WIRE_DIR,
     available_cores,
     copy_repo,
+    free_port,
+    server_env,
     start_server,
+    wait_ready,
     write_config,
 )
 
@@ -692,6 +695,37 @@ def test_client_run_against_every_core(core, tmp_path, test_ca, capsys):
         assert "web2.demo.example" in capsys.readouterr().out.split()
     finally:
         server.stop()
+
+
+def test_readme_demo_flow(tmp_path, capsys):
+    """What the README shows: ``serve --demo``, then a dry run of each demo host with
+    conf/demo.conf and the CA the demo generated."""
+    import subprocess
+
+    from bcfg2_cherry.resources import demo_config
+
+    port, state = free_port(), tmp_path / "state"
+    with open(tmp_path / "demo.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bcfg2_cherry", "serve", "--demo", "--port",
+             str(port), "--state-dir", str(state)], stdout=log, stderr=subprocess.STDOUT,
+            env=server_env(), start_new_session=True)
+    try:
+        ca = str(state / "tls" / "ca.crt")
+        wait_ready("127.0.0.1", port, "https", None, proc, 30,
+                   log=lambda: (tmp_path / "demo.log").read_text(errors="replace"))
+        for host, login in sorted(DEMO_LOGINS.items()):
+            assert main(["client", "-C", demo_config(), "-S",
+                         "https://127.0.0.1:%d" % port, "--ca", ca, "--dry-run"]
+                        + login) == 0
+            assert "hostname = %s" % host in capsys.readouterr().out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def test_real_server_probes_report_decisions_and_output(real_server, tmp_path, capsys):
