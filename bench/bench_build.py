@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,8 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="run the timed builds under cProfile and print hot spots")
     parser.add_argument("--profile-lines", type=int, default=30)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the generated repository (its path is printed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
@@ -130,6 +133,8 @@ def main():
     wall = time.perf_counter() - wall
     rss_after = rss_mb()
     core.shutdown()
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
 
     ms = [t * 1000 for t in times]
     print("builds:            %d (%d different clients)" % (len(times), len(set(order))))

@@ -20,6 +20,7 @@ from tests.unit import fakeplugins as fp
 
 #: the upstream wire traces (spec repository); tests that need them skip without
 WIRE = os.environ.get("BCFG2_WIRE", "/work/shared/wire")
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 M = "tests.unit.fakeplugins:"
 DEFAULTS = [("owner", "root"), ("group", "root"), ("mode", "644"),
@@ -725,3 +726,31 @@ def test_unexecutable_verifier_without_shebang(site):
     site.client("h.example.com", [], ["/etc/v"])
     site.start()
     assert "no #! line" in site.entry("h.example.com", "/etc/v").get("failure")
+
+
+# ---------------------------------------------------------------- the benchmark repository
+
+def test_benchmark_repository_builds_without_failures(tmp_path):
+    """bench/genrepo.py makes a repository the real plugins serve completely."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "genrepo", os.path.join(os.path.dirname(os.path.dirname(HERE)), "bench",
+                                "genrepo.py"))
+    genrepo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(genrepo)
+    counts = genrepo.generate(str(tmp_path / "repo"), clients=20, bundles=20)
+    assert counts["templates"] and counts["host_files"] and counts["info_xml"]
+    conf = tmp_path / "bcfg2.conf"
+    conf.write_text("[server]\nrepository = %s\nplugins = Metadata, Bundler, Rules, Cfg\n"
+                    "filemonitor = pseudo\n" % (tmp_path / "repo"))
+    core = LocalCore(Settings(str(conf))).load()
+    try:
+        for i in (0, 7, 13):
+            config = core.BuildConfiguration(genrepo.client_name(i))
+            entries = [e for bundle in config for e in bundle]
+            assert len(entries) >= 240
+            assert [e.get("name") for e in entries if e.get("failure")] == []
+            texts = [e.text for e in entries if e.get("type") == "file"]
+            assert any("member_of_" in (t or "") for t in texts)
+    finally:
+        core.shutdown()
