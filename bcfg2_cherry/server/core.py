@@ -41,9 +41,20 @@ PLUGIN_GROUP = "bcfg2_cherry.plugins"
 LOCAL_ADDRESSES = ("127.0.0.1", "::1")
 
 
+#: the attribute ``exposed`` sets; network cores resolve only methods carrying it
+#: (``exposed`` alone is CherryPy's handler flag too, so it cannot be what we check)
+XMLRPC_MARKER = "_bcfg2_exposed"
+
+
 def exposed(func):
-    """Mark a Core method as callable over XML-RPC (its first argument is the address)."""
+    """Mark a Core method as callable over XML-RPC (its first argument is the address).
+
+    Sets ``exposed`` as upstream did, and our own marker, which is what dispatch checks:
+    a CherryPy handler (``default``) is ``exposed`` for CherryPy and must never be
+    reachable as an XML-RPC method.
+    """
     func.exposed = True
+    setattr(func, XMLRPC_MARKER, True)
     return func
 
 
@@ -778,14 +789,14 @@ class Core:
         if method_name.startswith("_"):
             raise NoExposedMethod(method_name)
         func = getattr(self, method_name, None)
-        if func is None or not callable(func) or not getattr(func, "exposed", False):
+        if func is None or not callable(func) or not getattr(func, XMLRPC_MARKER, False):
             raise NoExposedMethod(method_name)
         return func
 
     def exposed_methods(self):
         """Names of every exposed Core method."""
         return sorted(name for name, func in inspect.getmembers(type(self))
-                      if callable(func) and getattr(func, "exposed", False))
+                      if callable(func) and getattr(func, XMLRPC_MARKER, False))
 
     # ------------------------------------------------------------------ exposed
 
