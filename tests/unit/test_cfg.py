@@ -18,8 +18,12 @@ from bcfg2_cherry.plugin.interfaces import TemplateDataProvider
 from bcfg2_cherry.server.local_core import LocalCore
 from tests.unit import fakeplugins as fp
 
-#: the upstream wire traces (spec repository); tests that need them skip without
-WIRE = os.environ.get("BCFG2_WIRE", "/work/shared/wire")
+#: the recorded upstream exchanges: the in-tree copy, else the shared one
+WIRE = next((path for path in (
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                 "conformance", "wire"),
+    os.environ.get("BCFG2_WIRE", "/work/shared/wire"))
+    if os.path.isdir(os.path.join(path, "raw"))), "/nonexistent")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 M = "tests.unit.fakeplugins:"
