@@ -29,6 +29,7 @@ from cherrypy._cptools import ErrorTool, Tool, Toolbox
 from cherrypy._cpwsgi_server import CPWSGIServer
 from cherrypy.process import wspbus
 from cherrypy.process.plugins import Daemonizer, DropPrivileges, PIDFile
+from cheroot.errors import MaxSizeExceeded
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from bcfg2_cherry.options import OptionError, Settings
@@ -351,10 +352,24 @@ class CherrypyCore(NetworkCore):
             return request.rfile.read(length) if length > 0 else b""
         if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
             return b""
-        body = request.rfile.read(limit + 1)
-        if len(body) > limit:
-            raise RequestError(413, "request body is over the limit of %d bytes" % limit)
-        return body
+        chunks, size = [], 0
+        while True:
+            try:
+                data = request.rfile.read(min(65536, limit + 1 - size))
+            except (MaxSizeExceeded, OSError) as err:
+                # cheroot enforces server.max_request_body_size on chunked bodies too
+                if isinstance(err, MaxSizeExceeded) or "Too Large" in str(err):
+                    raise RequestError(413, "request body is over the limit of %d "
+                                       "bytes" % limit) from None
+                raise RequestError(400, "cannot read the request body: %s" % err) \
+                    from None
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+            size += len(data)
+            if size > limit:
+                raise RequestError(413, "request body is over the limit of %d bytes"
+                                   % limit)
 
     @cherrypy.expose
     def default(self, *args, **params):  # pylint: disable=unused-argument
