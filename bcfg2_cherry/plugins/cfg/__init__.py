@@ -92,8 +92,6 @@ def select_handlers(names):
 class _Unused(FileBacked):
     """A file in a Cfg directory that no handler takes (logged once, never read)."""
 
-    kind = "unused"
-
     def HandleEvent(self, event=None):
         pass
 
