@@ -577,6 +577,8 @@ class Core:
 
     def _check_altsrc(self, structures, client):
         """Log the same entry asked for with different altsrc values (core.md §4 step 6)."""
+        if not any(structure.find("*[@altsrc]") is not None for structure in structures):
+            return
         seen = {}
         for structure in structures:
             for entry in structure:

@@ -573,3 +573,10 @@ def test_not_ready_core_answers_503(tmp_path):
 def test_encode_result_marshals_sets_and_nil():
     body = dispatch.encode_result({"a": {"x"}, "b": None})
     assert b"<nil/>" in body and b"<string>x</string>" in body
+
+
+def test_conflicting_altsrc_is_logged(core, caplog):
+    fp.FakeBundler.bundles["web"].append('<Path name="/etc/motd" altsrc="/etc/issue"/>')
+    config = core.BuildConfiguration("web1.example.com")
+    assert "conflicting altsrc values" in caplog.text
+    assert config.tag == "Configuration"
