@@ -574,6 +574,7 @@ class MultiprocessingCore(BuiltinCore):
         self._ready = {}       # name -> generation that said it is ready
         self._busy = {}        # name -> client being rendered
         self._failures = {}    # name -> start failures in a row
+        self._given_up = set()  # slots whose child failed to start too often
         self._state_lock = threading.Lock()
         self._children_ready = threading.Condition(self._state_lock)
         self._supervisor = None
@@ -662,6 +663,7 @@ class MultiprocessingCore(BuiltinCore):
         if failures >= self.max_start_failures:
             self.logger.error("%s failed to start %d times; giving it up", name, failures)
             with self._state_lock:
+                self._given_up.add(name)
                 self._children_ready.notify_all()
             return
         self.logger.error("%s (pid %s) exited with status %s; starting a new one", name,
@@ -683,7 +685,8 @@ class MultiprocessingCore(BuiltinCore):
             while True:
                 ready = sum(1 for name, (_, gen) in self._procs.items()
                             if self._ready.get(name) == gen)
-                if ready == len(self._procs) or self.terminate.is_set():
+                if ready + len(self._given_up) >= len(self.children) or \
+                        self.terminate.is_set():
                     return ready == len(self.children)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -711,7 +714,7 @@ class MultiprocessingCore(BuiltinCore):
                 name, gen = self.available_children.get(timeout=self.poll_wait)
             except queue.Empty:
                 with self._state_lock:
-                    alive = bool(self._procs)
+                    alive = len(self._given_up) < len(self.children)
                 if not alive or time.monotonic() > deadline:
                     self.critical_error("Unable to build the configuration of %s: no "
                                         "worker process is available" % client)
