@@ -16,14 +16,11 @@ from bcfg2_cherry.options import Settings
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.interfaces import TemplateDataProvider
 from bcfg2_cherry.server.local_core import LocalCore
+from tests.support.servers import WIRE_DIR
 from tests.unit import fakeplugins as fp
 
-#: the recorded upstream exchanges: the in-tree copy, else the shared one
-WIRE = next((path for path in (
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                 "conformance", "wire"),
-    os.environ.get("BCFG2_WIRE", "/work/shared/wire"))
-    if os.path.isdir(os.path.join(path, "raw"))), "/nonexistent")
+#: the recorded upstream exchanges (the in-tree copy)
+WIRE = WIRE_DIR
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 M = "tests.unit.fakeplugins:"

@@ -17,13 +17,10 @@ from bcfg2_cherry.server.core import ClientAddress, CoreInitError, NetworkCore
 from bcfg2_cherry.server.errors import Fault
 from bcfg2_cherry.server.local_core import LocalCore
 from bcfg2_cherry.xml import parse_repo_file
+from tests.support.servers import WIRE_DIR
 
-#: the repository of the recorded upstream exchanges (tests/conformance/wire)
-WIRE_REPO = next((path for path in (
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                 "conformance", "wire", "repo"),
-    os.path.join(os.environ.get("BCFG2_WIRE", "/work/shared/wire"), "repo"))
-    if os.path.isdir(path)), None)
+#: the recorded upstream exchanges (the in-tree copy)
+WIRE_REPO = os.path.join(WIRE_DIR, "repo")
 
 
 class MDCore(LocalCore, NetworkCore):

@@ -9,15 +9,12 @@ import pytest
 
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.server.local_core import LocalCore
+from tests.support.servers import WIRE_DIR
 from tests.unit import fakeplugins as fp
 
 FAKE = "tests.unit.fakeplugins:"
-#: the recorded upstream exchanges: the in-tree copy, else the shared one
-WIRE = next((path for path in (
-    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                 "conformance", "wire"),
-    os.environ.get("BCFG2_WIRE", "/work/shared/wire"))
-    if os.path.isdir(os.path.join(path, "raw"))), "/nonexistent")
+#: the recorded upstream exchanges (the in-tree copy)
+WIRE = WIRE_DIR
 
 
 def make_core(tmp_path, plugins=("Bundler", "Rules"), extra="", filemonitor="pseudo",
