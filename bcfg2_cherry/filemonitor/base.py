@@ -69,7 +69,11 @@ class FileMonitor(Debuggable):
     #: ``default`` is the available backend with the highest priority.
     __priority__ = -1
 
-    def __init__(self, ignore=(), debug=False):
+    def __init__(self, ignore=(), debug=False, recursive_roots=()):
+        # ``recursive_roots`` (the repository) only matters to the inotify backend,
+        # which watches everything below one with a single recursive watch; every
+        # backend accepts it so that the core can pass it whichever one is chosen.
+        del recursive_roots
         Debuggable.__init__(self, name=self.__class__.__module__)
         self.set_debug(debug)
         #: handle -> the object whose ``HandleEvent`` gets that monitor's events

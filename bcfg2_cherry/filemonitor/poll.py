@@ -18,8 +18,9 @@ class Poll(FileMonitor):
 
     __priority__ = 10
 
-    def __init__(self, ignore=(), debug=False, interval=1.0):
-        FileMonitor.__init__(self, ignore=ignore, debug=debug)
+    def __init__(self, ignore=(), debug=False, interval=1.0, recursive_roots=()):
+        FileMonitor.__init__(self, ignore=ignore, debug=debug,
+                             recursive_roots=recursive_roots)  # ignored: stats are per path
         self.interval = float(interval)
         self._stop = threading.Event()
         self._thread = None

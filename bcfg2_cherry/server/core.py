@@ -183,7 +183,8 @@ class Core:
         self.ready = threading.Event()
         try:
             self.fam = filemonitor.load(setup.filemonitor)(
-                ignore=setup.ignore_files, debug=self.debug_flag)
+                ignore=setup.ignore_files, debug=self.debug_flag,
+                recursive_roots=[setup.repository])
         except ValueError as err:
             raise CoreInitError("[server] filemonitor = %s: %s" % (setup.filemonitor, err))
         self.fam_thread = threading.Thread(name="%sFileMonitor" % self.name,

@@ -62,10 +62,14 @@ def make(backend, **kwargs):
     return Pseudo(**kwargs)
 
 
-@pytest.fixture(params=["inotify", "poll"])
-def live(request):
-    """A started real backend, shut down after the test."""
-    fam = make(request.param)
+@pytest.fixture(params=["inotify", "inotify-root", "poll"])
+def live(request, tmp_path):
+    """A started real backend, shut down after the test; ``inotify-root`` serves the
+    test's directory (but not its parent) from one recursive watch."""
+    if request.param == "inotify-root":
+        fam = make("inotify", recursive_roots=[tmp_path])
+    else:
+        fam = make(request.param)
     fam.start()
     yield fam
     fam.shutdown()
@@ -454,5 +458,200 @@ def test_inotify_rmi_lists(tmp_path):
     try:
         assert fam.list_paths() == [str(tmp_path / "d"), str(tmp_path / "f.xml")]
         assert fam.list_watches() == [str(tmp_path), str(tmp_path / "d")]
+    finally:
+        fam.shutdown()
+
+
+# ---------------------------------------------------------------- recursive roots
+
+def inotify_instances():
+    """How many inotify instances this process holds (None where /proc cannot tell)."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    count = 0
+    for fd in fds:
+        try:
+            count += "inotify" in os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            pass
+    return count
+
+
+def test_recursive_root_costs_a_handful_of_threads(tmp_path):
+    """300 monitored directories below the repository: one recursive watch, one
+    inotify instance, a few threads; changes deep down and in a directory created
+    after start are reported, and so are changes outside the root."""
+    repo = tmp_path / "repo"
+    dirs = [repo / "Cfg" / "etc" / ("d%02d" % (i // 10)) / ("f%d" % i) for i in range(300)]
+    for directory in dirs:
+        directory.mkdir(parents=True)
+        (directory / (directory.name + ".xml")).write_text("x")
+    (repo / ".git" / "objects").mkdir(parents=True)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    conf = etc / "bcfg2.conf"
+    conf.write_text("[server]\n")
+    fam = Inotify(debounce=0.05, recursive_roots=[str(repo) + "/"])
+    assert fam.recursive_roots == (str(repo),)
+    handler = Recorder()
+    ids = {}
+    for directory in dirs[:150]:  # the core adds most monitors before start()
+        ids[directory] = fam.AddMonitor(str(directory), handler)
+    threads, instances = threading.active_count(), inotify_instances()
+    fam.start()
+    try:
+        for directory in dirs[150:]:
+            ids[directory] = fam.AddMonitor(str(directory), handler)
+        conf_id = fam.AddMonitor(str(conf), handler)
+        late = repo / "Cfg" / "etc" / "new" / "late"
+        late_id = fam.AddMonitor(str(late), handler)
+        fam.handle_event_set()
+        handler.clear()
+        # observer, its inotify reader (watchdog 7), one emitter for the repository
+        # and one for etc/ (two threads each before watchdog 7), our worker
+        assert threading.active_count() - threads <= 6
+        assert len(fam._observer.emitters) == 2  # pylint: disable=protected-access
+        if instances is not None:
+            assert inotify_instances() - instances <= 1
+        assert set(fam.list_watches()) >= {str(d) for d in dirs} | {str(etc)}
+        assert len(fam.list_paths()) == 302
+
+        deep = dirs[-1]
+        target = deep / "new.xml"
+        write(target, "first")
+        assert wait_until(fam, lambda: (ids[deep], "new.xml", "created") in handler.got)
+        write(target, "second, longer")
+        assert wait_until(fam, lambda: (ids[deep], "new.xml", "changed") in handler.got)
+        target.unlink()
+        assert wait_until(fam, lambda: (ids[deep], "new.xml", "deleted") in handler.got)
+
+        late.mkdir(parents=True)
+        write(late / "entry", "x")
+        assert wait_until(fam, lambda: (late_id, "entry", "created") in handler.got)
+        assert (late_id, str(late), "created") in handler.got
+        write(late / "entry", "changed content")
+        assert wait_until(fam, lambda: (late_id, "entry", "changed") in handler.got)
+        (late / "entry").unlink()
+        assert wait_until(fam, lambda: (late_id, "entry", "deleted") in handler.got)
+
+        write(conf, "[server]\nrepository = /x\n")
+        assert wait_until(fam, lambda: (conf_id, str(conf), "changed") in handler.got)
+
+        # what no monitor covers stays quiet, below the root or not
+        (repo / ".git" / "objects" / "ab").write_text("blob")
+        (repo / "Cfg" / "etc" / "d00" / "stray").write_text("x")
+        (etc / "other.conf").write_text("x")
+        settle(fam, 0.2)
+        assert threading.active_count() - threads <= 6
+        names = {name for _, name, _ in handler.got}
+        assert names == {"new.xml", str(late), "entry", str(conf)}, names
+        assert [action for rid, _, action in handler.got if rid == ids[deep]] == \
+            ["created", "changed", "deleted"]
+    finally:
+        fam.shutdown()
+    assert threading.active_count() <= threads
+
+
+def test_recursive_root_is_watched_lazily(tmp_path):
+    """The root's watch is made when a directory below it is first watched (here
+    only once the repository appears), and dropped when none is left."""
+    repo = tmp_path / "repo"
+    fam = Inotify(debounce=0.05, recursive_roots=[repo])
+    handler = Recorder()
+    plugin = repo / "Bundler"
+    plugin_id = fam.AddMonitor(str(plugin), handler)
+    fam.start()
+    try:
+        observer = fam._observer  # pylint: disable=protected-access
+        assert fam.list_watches() == [str(tmp_path)] and len(observer.emitters) == 1
+        plugin.mkdir(parents=True)
+        (plugin / "base.xml").write_text("<Bundle/>")
+        assert wait_until(fam, lambda: (plugin_id, "base.xml", "created") in handler.got)
+        assert fam.list_watches() == [str(repo), str(plugin)]
+        assert len(observer.emitters) == 1  # the root's, tmp_path's is no longer needed
+        for i in range(20):
+            (repo / ("P%d" % i)).mkdir()
+            fam.AddMonitor(str(repo / ("P%d" % i)), handler)
+        assert len(observer.emitters) == 1
+        # the repository goes: its directories are watched from outside it again
+        handler.clear()
+        for i in range(20):
+            (repo / ("P%d" % i)).rmdir()
+        (plugin / "base.xml").unlink()
+        plugin.rmdir()
+        repo.rmdir()
+        assert wait_until(fam, lambda: (plugin_id, str(plugin), "deleted") in handler.got)
+        assert wait_until(fam, lambda: fam.list_watches() == [str(tmp_path)])
+        plugin.mkdir(parents=True)
+        (plugin / "again.xml").write_text("<Bundle/>")
+        assert wait_until(fam, lambda: (plugin_id, "again.xml", "created") in handler.got)
+        assert len(observer.emitters) == 1
+    finally:
+        fam.shutdown()
+
+
+def test_recursive_root_through_symlink(tmp_path):
+    """A repository path that is a symbolic link is watched through its target, and
+    events still name the paths the monitors asked for."""
+    (tmp_path / "real" / "Cfg").mkdir(parents=True)
+    repo = tmp_path / "repo"
+    repo.symlink_to(tmp_path / "real")
+    fam = Inotify(debounce=0.05, recursive_roots=[repo])
+    handler = Recorder()
+    cfg_id = fam.AddMonitor(str(repo / "Cfg"), handler)
+    fam.start()
+    try:
+        fam.handle_event_set()
+        (tmp_path / "real" / "Cfg" / "motd").mkdir()
+        assert wait_until(fam, lambda: (cfg_id, "motd", "created") in handler.got)
+        assert handler.got[0] == (cfg_id, str(repo / "Cfg"), "exists")
+    finally:
+        fam.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["inotify", "poll", "pseudo"])
+def test_every_backend_accepts_recursive_roots(tmp_path, backend):
+    fam = load(backend)(ignore=["*~"], debug=False, recursive_roots=[str(tmp_path)])
+    handler = Recorder()
+    fam.AddMonitor(str(tmp_path), handler)
+    fam.start()
+    try:
+        assert fam.handle_event_set() == 2
+    finally:
+        fam.shutdown()
+
+
+def test_recursive_root_that_cannot_be_watched_is_polled(tmp_path, monkeypatch, caplog):
+    """If the recursive watch fails (watch limit), the directories below the root are
+    polled, with one warning, and directories outside it keep their own watch."""
+    repo = tmp_path / "repo"
+    for name in ("A", "B"):
+        (repo / name).mkdir(parents=True)
+    fam = Inotify(debounce=0.05, poll_interval=0.05, recursive_roots=[repo])
+    original = Inotify._schedule  # pylint: disable=protected-access
+
+    def schedule(self, directory, handler=None, recursive=False):
+        if recursive:
+            raise OSError(28, "inotify watch limit reached")
+        return original(self, directory, handler, recursive)
+
+    monkeypatch.setattr(Inotify, "_schedule", schedule)
+    handler = Recorder()
+    a_id = fam.AddMonitor(str(repo / "A"), handler)
+    fam.AddMonitor(str(repo / "B"), handler)
+    conf = tmp_path / "etc" / "bcfg2.conf"
+    conf.parent.mkdir()
+    conf_id = fam.AddMonitor(str(conf), handler)
+    with caplog.at_level(logging.WARNING):
+        fam.start()
+    try:
+        assert caplog.text.count("recursively") == 1
+        assert fam.list_watches() == [str(conf.parent)]
+        (repo / "A" / "x").write_text("x")
+        assert wait_until(fam, lambda: (a_id, "x", "created") in handler.got)
+        conf.write_text("[server]\n")
+        assert wait_until(fam, lambda: (conf_id, str(conf), "created") in handler.got)
     finally:
         fam.shutdown()
