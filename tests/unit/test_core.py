@@ -55,6 +55,9 @@ def reset_fakes():
     fp.FakeACL.metadata = {}
     statistics.stats.reset()
     yield
+    # debug toggles change process-wide logger levels: leave them as found
+    for name in ("bcfg2_cherry", "TestNetworkCore"):
+        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def make_core(tmp_path, plugins=BASE_PLUGINS, extra="", cls=TestNetworkCore):
