@@ -5,6 +5,7 @@ The protocol itself (the same for every core) is in tests/conformance/.
 """
 import base64
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -379,3 +380,86 @@ def test_demo_serves_the_bundled_repository(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
+
+
+def test_server_config_comes_from_bcfg2_conf(tmp_path, test_ca):
+    from bcfg2_cherry.options import Settings
+    from bcfg2_cherry.server.cherrypy_core import CherrypyCore
+    repo = copy_repo(os.path.join(WIRE_DIR, "repo"), tmp_path / "repo")
+    conf = write_config(tmp_path / "bcfg2.conf", repo, tls=test_ca, port=6789)
+    core = CherrypyCore(Settings(conf))
+    try:
+        config = core.server_config()
+        assert (config["server.socket_host"], config["server.socket_port"]) == \
+            ("127.0.0.1", 6789)
+        assert config["server.thread_pool"] == 32
+        assert config["server.socket_queue_size"] == 128
+        assert config["server.socket_timeout"] == 10
+        assert config["server.ssl_context"].verify_mode == ssl.CERT_OPTIONAL
+        core.setup.overrides.update(listen_all=True, thread_pool=4,
+                                    socket_queue_size=512)
+        core.setup.reload()
+        config = core.server_config()
+        assert config["server.socket_host"] == "0.0.0.0"
+        assert (config["server.thread_pool"], config["server.socket_queue_size"]) == \
+            (4, 512)
+    finally:
+        core.shutdown()
+
+
+def test_cherryd_options(tmp_path, test_ca):
+    """--import mounts more on the engine; --cherrypy-config and --environment apply."""
+    repo = copy_repo(os.path.join(WIRE_DIR, "repo"), tmp_path / "repo")
+    conf = write_config(tmp_path / "bcfg2.conf.in", repo, tls=test_ca)
+    extra = tmp_path / "cherrypy.conf"
+    extra.write_text("[global]\nserver.thread_pool: 7\n")
+    srv = start_server("cherrypy", conf, tmp_path, tls=test_ca,
+                       args=["--import", "tests.support.extra_app", "--cherrypy-config",
+                             str(extra), "--environment", "production"])
+    try:
+        page = srv.client().request(None, method="GET", path="/extra/", auth=False)
+        assert (page.status, page.body) == (200, b"extra page, thread_pool=7")
+        assert srv.client().call("DeclareVersion", "x") is True
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="dropping privileges needs root")
+def test_daemon_drops_privileges(test_ca):
+    import pwd
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="bcfg2-drop-")
+    try:
+        os.chmod(base, 0o755)
+        repo = copy_repo(os.path.join(WIRE_DIR, "repo"), os.path.join(base, "repo"))
+        port = free_port()
+        # the TLS files stay in root's private test directory: read before the switch
+        conf = write_config(os.path.join(base, "bcfg2.conf"), repo, tls=test_ca,
+                            port=port, server={"user": "nobody", "group": nobody.pw_gid,
+                                               "umask": "0027"})
+        pidfile = os.path.join(base, "run", "server.pid")
+        result = _serve(["-C", conf, "-D", pidfile, "-o", os.path.join(base, "log")])
+        assert result.returncode == 0, result.stderr
+        pid = int(open(pidfile).read())
+        try:
+            with open("/proc/%d/status" % pid) as fh:
+                status = dict(line.split(":", 1) for line in fh if ":" in line)
+            assert status["Uid"].split()[0] == str(nobody.pw_uid)
+            assert status["Gid"].split()[0] == str(nobody.pw_gid)
+            assert status["Umask"].strip() == "0027"
+            # the key was read as root, before the switch: TLS works
+            client = RawClient("127.0.0.1", port, ca=test_ca.ca_cert,
+                               password="wiredemo-global")
+            assert "<probes" in client.call("GetProbes")
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+            with open("/proc/%d/stat" % pid) as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+            time.sleep(0.05)
+        assert not os.path.exists(pidfile)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
