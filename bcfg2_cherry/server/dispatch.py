@@ -209,5 +209,5 @@ def call(core, method, params, address, client=None):
     return encode_result(result)
 
 
-__all__ = ["parse_call", "parse_basic_auth", "encode_result", "encode_fault", "authenticate", "check_acl",
-           "resolve_method", "dispatch", "call", "handle"]
+__all__ = ["parse_call", "parse_basic_auth", "encode_result", "encode_fault",
+           "authenticate", "check_acl", "resolve_method", "dispatch", "call", "handle"]

@@ -63,31 +63,23 @@ class ChildError(Exception):
 
 # ---------------------------------------------------------------------- messaging
 
-class _Call:
-    """One RPC waiting for its answer."""
-
-    __slots__ = ("event", "value", "error")
-
-    def __init__(self):
-        self.event = threading.Event()
-        self.value = None
-        self.error = None
-
-
 class _Channel:
     """The parent's end of one child's pipe.
 
-    ``slock`` serializes writers; ``plock`` guards the pending calls, and is never
-    held while writing, so the reader thread can always take answers off the pipe.
+    ``slock`` serializes writers. Until the child says it is ready the reader thread
+    watches the pipe; after that, the one caller holding ``xlock`` (an RPC waiting for
+    its answer) reads it itself, so an answer reaches its caller without a hop
+    through another thread.
     """
 
     def __init__(self, name, conn):
         self.name = name
         self.conn = conn
         self.slock = threading.Lock()
-        self.plock = threading.Lock()
-        self.pending = {}
+        self.xlock = threading.Lock()
+        self.ready = False
         self.closed = False
+        self._conn_closed = False
 
     def send(self, message):
         if self.closed:
@@ -98,26 +90,28 @@ class _Channel:
             except (OSError, EOFError, ValueError) as err:
                 raise ChildDied("%s: %s" % (self.name, err)) from None
 
-    def fail_pending(self, error):
-        with self.plock:
-            self.closed = True
-            calls, self.pending = list(self.pending.values()), {}
-        for call in calls:
-            call.error = error
-            call.event.set()
+    def close_conn(self):
+        """Close the pipe (only by whoever reads it: the reader or the RPC caller)."""
+        if not self._conn_closed:
+            self._conn_closed = True
+            try:
+                self.conn.close()
+            except OSError:
+                pass
 
 
 class RPCQueue(Debuggable):
     """Calls into child processes: ``publish`` to all (no answer), ``rpc`` to one
     (waits for its answer), over one pipe per subscriber.
 
-    A reader thread takes answers off the pipes; a subscriber whose pipe closes (the
-    child died) fails its pending calls with ChildDied at once. ``on_message(name,
-    message)`` receives what a child sends unasked (``("ready", pid)``);
-    ``on_close(name)`` is told when a pipe closes.
+    A child answers its RPCs one at a time, in order; the caller of ``rpc`` reads the
+    answer off the pipe itself and notices at once when the child dies (ChildDied).
+    A reader thread only watches children that have not said ``("ready", pid)`` yet:
+    ``on_message(name, message)`` gets that message, ``on_close(name)`` is told when
+    a pipe closes.
     """
 
-    #: how often the reader thread looks at the stop flag
+    #: how often waiting callers and the reader thread look at the stop flags
     poll_wait = 0.5
 
     def __init__(self, context=None):
@@ -147,19 +141,30 @@ class RPCQueue(Debuggable):
 
     add_subscriber = subscribe
 
-    def unsubscribe(self, name, error=None):
-        """Drop a subscriber; its pending calls fail with ChildDied (or ``error``)."""
+    def unsubscribe(self, name):
+        """Drop a subscriber; a call waiting for its answer fails with ChildDied."""
         with self._lock:
             channel = self._channels.pop(name, None)
-            if channel is not None:
-                self._to_close.append(channel)
         if channel is not None:
-            channel.fail_pending(error or ChildDied(name))
+            self._retire(channel)
+
+    def _retire(self, channel):
+        channel.closed = True
+        if not channel.ready:
+            with self._lock:
+                self._to_close.append(channel)
             self._wake()
+        elif channel.xlock.acquire(blocking=False):
+            try:
+                channel.close_conn()
+            finally:
+                channel.xlock.release()
+        # else: the RPC caller sees ``closed`` within poll_wait and closes the pipe
 
     def names(self):
+        """Names of the subscribers that are ready for RPCs."""
         with self._lock:
-            return list(self._channels)
+            return [name for name, ch in self._channels.items() if ch.ready]
 
     def start(self):
         """Start the reader thread (after the children are started)."""
@@ -185,29 +190,52 @@ class RPCQueue(Debuggable):
         """Call ``method`` in subscriber ``dest`` and return its answer.
 
         Raises Fault (the child's Fault), ChildError (any other exception there),
-        ChildDied (the child went away first) or TimeoutError.
+        ChildDied (the child went away first, or is not ready) or TimeoutError.
         """
         with self._lock:
             channel = self._channels.get(dest)
-        if channel is None:
-            raise ChildDied(dest)
-        call = _Call()
-        call_id = next(self._ids)
-        with channel.plock:
-            if channel.closed:
-                raise ChildDied(dest)
-            channel.pending[call_id] = call
+        if channel is None or channel.closed or not channel.ready:
+            raise ChildDied("%s is not available" % dest)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not channel.xlock.acquire(timeout=-1 if timeout is None else timeout):
+            raise TimeoutError("%s is busy" % dest)
         try:
+            call_id = next(self._ids)
             channel.send((call_id, method, list(args or ()), dict(kwargs or {})))
-            if not call.event.wait(timeout):
-                raise TimeoutError("%s did not answer %s within %ss" % (dest, method,
-                                                                       timeout))
+            while True:
+                if channel.closed or self._terminate.is_set():
+                    raise ChildDied("%s was stopped" % dest)
+                wait = self.poll_wait
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        raise TimeoutError("%s did not answer %s within %ss"
+                                           % (dest, method, timeout))
+                try:
+                    if not channel.conn.poll(wait):
+                        continue
+                    message = channel.conn.recv()
+                except (EOFError, OSError):
+                    self._closed(channel)
+                    raise ChildDied("%s exited" % dest) from None
+                except Exception as err:  # pylint: disable=broad-except
+                    raise ChildError(INTERNAL_ERROR, "unreadable answer from %s: %s"
+                                     % (dest, err)) from None
+                if message[0] in ("result", "error") and message[1] == call_id:
+                    return self._answer(message)
+                self.debug_log("Dropping a stale message from %s", dest)
         finally:
-            with channel.plock:
-                channel.pending.pop(call_id, None)
-        if call.error is not None:
-            raise call.error
-        return call.value
+            if channel.closed:
+                channel.close_conn()
+            channel.xlock.release()
+
+    @staticmethod
+    def _answer(message):
+        if message[0] == "result":
+            return message[2]
+        if message[4]:
+            raise Fault(message[2], message[3])
+        raise ChildError(message[2], message[3])
 
     def stop_all(self):
         """Ask every subscriber to stop (after the calls already sent)."""
@@ -220,28 +248,28 @@ class RPCQueue(Debuggable):
                 pass
 
     def close(self):
-        """Close queues and connections; pending calls fail with ChildDied."""
+        """Close queues and connections; waiting calls fail with ChildDied."""
         self._terminate.set()
         self._wake()
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
             reader.join(2)
         with self._lock:
-            channels = list(self._channels.values()) + self._to_close
-            self._channels, self._to_close = {}, []
+            channels = list(self._channels.values())
+            self._channels = {}
+            leftovers, self._to_close = self._to_close, []
         for channel in channels:
-            channel.fail_pending(ChildDied(channel.name))
-            try:
-                channel.conn.close()
-            except OSError:
-                pass
+            channel.ready = True  # the reader is gone: close like a ready channel
+            self._retire(channel)
+        for channel in leftovers:
+            channel.close_conn()
         for conn in (self._wake_r, self._wake_w):
             try:
                 conn.close()
             except OSError:
                 pass
 
-    # -- the reader thread
+    # -- the reader thread (children that are starting)
 
     def _wake(self):
         try:
@@ -253,12 +281,10 @@ class RPCQueue(Debuggable):
         while not self._terminate.is_set():
             with self._lock:
                 closing, self._to_close = self._to_close, []
-                by_conn = {ch.conn: ch for ch in self._channels.values()}
+                by_conn = {ch.conn: ch for ch in self._channels.values()
+                           if not ch.ready and not ch.closed}
             for channel in closing:
-                try:
-                    channel.conn.close()
-                except OSError:
-                    pass
+                channel.close_conn()
             try:
                 ready = mp_connection.wait(list(by_conn) + [self._wake_r], self.poll_wait)
             except OSError:
@@ -276,46 +302,30 @@ class RPCQueue(Debuggable):
                     message = conn.recv()
                 except (EOFError, OSError):
                     self._closed(channel)
+                    channel.close_conn()
                     continue
                 except Exception:  # pylint: disable=broad-except
                     logger.error("Unreadable message from %s", channel.name, exc_info=True)
                     continue
-                self._route(channel, message)
+                if message[0] == "ready":
+                    channel.ready = True
+                if self.on_message is not None:
+                    try:
+                        self.on_message(channel.name, message)
+                    except Exception:  # pylint: disable=broad-except
+                        logger.exception("on_message(%s) failed", channel.name)
 
     def _closed(self, channel):
+        """A pipe reached its end (the child exited)."""
+        channel.closed = True
         with self._lock:
             if self._channels.get(channel.name) is channel:
                 del self._channels[channel.name]
-        channel.fail_pending(ChildDied("%s exited" % channel.name))
-        try:
-            channel.conn.close()
-        except OSError:
-            pass
         if self.on_close is not None and not self._terminate.is_set():
             try:
                 self.on_close(channel.name)
             except Exception:  # pylint: disable=broad-except
                 logger.exception("on_close(%s) failed", channel.name)
-
-    def _route(self, channel, message):
-        kind = message[0]
-        if kind in ("result", "error"):
-            with channel.plock:
-                call = channel.pending.get(message[1])
-            if call is None:
-                return
-            if kind == "result":
-                call.value = message[2]
-            elif message[4]:
-                call.error = Fault(message[2], message[3])
-            else:
-                call.error = ChildError(message[2], message[3])
-            call.event.set()
-        elif self.on_message is not None:
-            try:
-                self.on_message(channel.name, message)
-            except Exception:  # pylint: disable=broad-except
-                logger.exception("on_message(%s) failed", channel.name)
 
 
 class DualEvent:

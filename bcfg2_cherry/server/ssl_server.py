@@ -111,6 +111,9 @@ class SSLServer(socketserver.TCPServer):
         self.context = None
         if keyfile or certfile:
             self.context = server_context(certfile, keyfile, ca, protocol)
+            # every call is a new connection and clients do not resume sessions:
+            # session tickets would only cost CPU on both sides
+            self.context.num_tickets = 0
             if reqCert and ca:
                 self.context.verify_mode = ssl.CERT_REQUIRED
         socketserver.TCPServer.__init__(self, server_address, RequestHandlerClass)
