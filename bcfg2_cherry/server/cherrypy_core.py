@@ -11,8 +11,6 @@ the right HTTP status. The call itself goes through the shared ``dispatch`` modu
 Three ways to run it: standalone (``run()``, i.e. ``bcfg2-cherry serve``), mounted into
 an existing CherryPy application (``mount``), or as a WSGI callable (``wsgi_app``).
 """
-import base64
-import binascii
 import collections
 import html
 import logging
@@ -43,7 +41,7 @@ from bcfg2_cherry.server.tls import (
     DeferredHandshakeAdapter, peercert_from_environ, server_context)
 
 __all__ = ["CherrypyCore", "on_error", "mount", "wsgi_app", "HTTPServer",
-           "RPCDispatcher", "parse_basic_auth"]
+           "RPCDispatcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,31 +50,6 @@ AUTH_CHALLENGE = 'Basic realm="Bcfg2", charset="UTF-8"'
 
 #: What the auth tool leaves on ``cherrypy.request.bcfg2_call`` for ``default``.
 RPCCall = collections.namedtuple("RPCCall", "method params address client")
-
-
-def parse_basic_auth(header):
-    """``(user, password)`` from an ``Authorization: Basic`` header value.
-
-    Split at the first colon (RFC 7617). Raises AuthenticationFailure when the header
-    is missing, not Basic, not base64 or has no colon.
-    """
-    if not header:
-        raise AuthenticationFailure("no credentials were sent")
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "basic" or not token.strip():
-        raise AuthenticationFailure("only HTTP Basic authentication is supported")
-    try:
-        raw = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise AuthenticationFailure("malformed Basic credentials") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    if ":" not in text:
-        raise AuthenticationFailure("Basic credentials without a colon")
-    user, password = text.split(":", 1)
-    return user, password
 
 
 def _error_page(status, message, traceback, version):
@@ -324,7 +297,7 @@ class CherrypyCore(NetworkCore):
             raise RequestError(405, "XML-RPC calls are POST requests")
         if not self.ready.is_set():
             raise RequestError(503, "the server is starting; try again shortly")
-        user, password = parse_basic_auth(request.headers.get("Authorization"))
+        user, password = dispatch.parse_basic_auth(request.headers.get("Authorization"))
         tls_cert = peercert_from_environ(getattr(request, "wsgi_environ", None) or {})
         address, cert = self.proxy.resolve((request.remote.ip, request.remote.port),
                                            request.headers, tls_cert)

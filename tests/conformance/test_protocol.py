@@ -7,7 +7,6 @@ call, HTTP Basic auth, ``POST /RPC2``, the upstream headers.
 import concurrent.futures
 import socket
 import ssl
-import threading
 import time
 import xmlrpc.client
 

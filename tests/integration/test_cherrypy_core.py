@@ -17,13 +17,13 @@ import xmlrpc.client
 
 import pytest
 
-from bcfg2_cherry.server.cherrypy_core import parse_basic_auth
+from bcfg2_cherry.server.dispatch import parse_basic_auth
 from bcfg2_cherry.server.errors import AuthenticationFailure, CoreInitError, RequestError
 from bcfg2_cherry.server.proxy import ProxyPolicy
 from bcfg2_cherry.server import tls
 from tests.support.rawclient import RawClient, call_body
 from tests.support.servers import (
-    ROOT, WIRE_DIR, WIRE_PLUGINS, copy_repo, free_port, serve_command, server_env,
+    ROOT, WIRE_DIR, WIRE_PLUGINS, copy_repo, free_port, server_env,
     start_server, write_config)
 
 pytestmark = pytest.mark.timeout(90)

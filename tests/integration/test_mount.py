@@ -9,7 +9,6 @@ a WSGI server that is not CherryPy's, in a subprocess.
 import os
 import subprocess
 import sys
-import time
 
 import cherrypy
 import pytest

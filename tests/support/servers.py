@@ -48,7 +48,7 @@ def free_port(host="127.0.0.1"):
 def copy_repo(source, target):
     """A writable copy of a repository (the recorded ones are read-only)."""
     shutil.copytree(source, target)
-    for dirpath, dirnames, filenames in os.walk(target):
+    for dirpath, _dirnames, filenames in os.walk(target):
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
