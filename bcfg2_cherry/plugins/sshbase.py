@@ -220,10 +220,24 @@ class KeySet:
         self.attributes = attributes
         #: file name -> KeyFile (replaced, never changed in place)
         self.files = {}
+        self._index = ({}, ())
+
+    def update(self, files):
+        """Replace the files (one assignment each, so readers never see a mix)."""
+        by_host, others = {}, []
+        for keyfile in files.values():
+            if keyfile.specific.hostname:
+                by_host.setdefault(keyfile.specific.hostname, []).append(keyfile)
+            else:
+                others.append(keyfile)
+        self._index = (by_host, tuple(others))
+        self.files = files
 
     def best(self, metadata):
         """The most specific file for the client (host > group priority > plain)."""
-        matching = [f for f in self.files.values() if f.specific.matches(metadata)]
+        by_host, others = self._index
+        matching = by_host.get(metadata.hostname) or \
+            [f for f in others if f.specific.matches(metadata)]
         if not matching:
             return None
         if len(matching) == 1:
@@ -365,7 +379,7 @@ class SSHbase(Plugin, Connector, Generator, PullTarget):
                 keyfile.HandleEvent()
             else:
                 return
-            keyset.files = files
+            keyset.update(files)
             if keyset.basename.endswith(".pub"):
                 self._public_key_changed(filename, action)
             return
@@ -526,7 +540,7 @@ class SSHbase(Plugin, Connector, Generator, PullTarget):
         if not clients:
             return None
         lines = []
-        for filename, static in sorted(self.static.items()):
+        for _, static in sorted(self.static.items()):
             try:
                 text = static.data.decode(self.encoding)
             except (UnicodeDecodeError, LookupError) as err:

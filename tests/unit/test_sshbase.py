@@ -256,6 +256,7 @@ KNOWN_FILES = {
     "ssh_host_rsa_key.pub.H_db1.test": "ssh-rsa AAAAdb1 root@db1.test",
     "ssh_host_ed25519_key.pub.G10_web": "ssh-ed25519 AAAAweb root@web\n",
     "ssh_host_ecdsa_key.pub.H_gone.test": "ecdsa-sha2-nistp256 AAAAgone\n",
+    "ssh_host_ecdsa_key.pub": "ecdsa-sha2-nistp256 AAAAall\n",
     "ssh_host_ecdsa_key.pub.G10_nobody": "ecdsa-sha2-nistp256 AAAAnobody\n",
     "ssh_host_rsa_key.H_web1.test": "private, never listed\n",
     "a.static": "|1|hashed ssh-rsa AAAAstatic\n\n",
@@ -269,6 +270,7 @@ SHARED = "\n".join([
     "|1|hashed ssh-rsa AAAAstatic",
     "legacy.test ssh-rsa AAAAb",
     "%s,%s,%s ssh-dss AAAAall root@all" % (WEB1_NAMES, WEB2_NAMES, DB1_NAMES),
+    "%s,%s,%s ecdsa-sha2-nistp256 AAAAall" % (WEB1_NAMES, WEB2_NAMES, DB1_NAMES),
     "%s,%s ssh-ed25519 AAAAweb root@web" % (WEB1_NAMES, WEB2_NAMES),
     "%s ssh-rsa AAAAdb1 root@db1.test" % DB1_NAMES,
     "%s ssh-rsa AAAAweb1 root@web1.test" % WEB1_NAMES,
@@ -284,13 +286,15 @@ def test_generated_known_hosts(make_site, dns, caplog):
     web1 = site.build("web1.test")["ssh_known_hosts"]
     assert web1.text == SHARED + (
         LOCAL + "ssh-dss AAAAall root@all\n" +
+        LOCAL + "ecdsa-sha2-nistp256 AAAAall\n" +
         LOCAL + "ssh-ed25519 AAAAweb root@web\n" +
         LOCAL + "ssh-rsa AAAAweb1 root@web1.test\n")
     assert attrs(web1) == [("name", "/etc/ssh/ssh_known_hosts"), ("owner", "root"),
                            ("group", "root"), ("type", "file"), ("mode", "0644")]
     # the client's own key file is appended as it is (no newline added)
     assert site.build("db1.test")["ssh_known_hosts"].text == SHARED + (
-        LOCAL + "ssh-dss AAAAall root@all\n" + LOCAL + "ssh-rsa AAAAdb1 root@db1.test")
+        LOCAL + "ssh-dss AAAAall root@all\n" + LOCAL + "ecdsa-sha2-nistp256 AAAAall\n" +
+        LOCAL + "ssh-rsa AAAAdb1 root@db1.test")
     assert caplog.text.count("ignoring key for unknown host gone.test") == 1
     assert caplog.text.count("ignoring key for unknown group nobody") == 1
     # every name and address was looked up once, and only once
