@@ -121,7 +121,7 @@ class RPCQueue(Debuggable):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._terminate = threading.Event()
-        self._wake_r, self._wake_w = mp_connection.Pipe(duplex=False)
+        self._wake_r = self._wake_w = None  # made by start(): after daemonizing
         self._to_close = []
         self._reader = None
         self.on_message = None
@@ -169,6 +169,7 @@ class RPCQueue(Debuggable):
     def start(self):
         """Start the reader thread (after the children are started)."""
         if self._reader is None:
+            self._wake_r, self._wake_w = mp_connection.Pipe(duplex=False)
             self._reader = threading.Thread(name="RPCQueueReader", target=self._read_loop,
                                             daemon=True)
             self._reader.start()
@@ -265,7 +266,8 @@ class RPCQueue(Debuggable):
             channel.close_conn()
         for conn in (self._wake_r, self._wake_w):
             try:
-                conn.close()
+                if conn is not None:
+                    conn.close()
             except OSError:
                 pass
 
@@ -273,7 +275,8 @@ class RPCQueue(Debuggable):
 
     def _wake(self):
         try:
-            self._wake_w.send_bytes(b"x")
+            if self._wake_w is not None:
+                self._wake_w.send_bytes(b"x")
         except OSError:
             pass
 
@@ -331,17 +334,27 @@ class RPCQueue(Debuggable):
 class DualEvent:
     """A threading.Event that also sets a multiprocessing.Event, so threads of this
     process and child processes see one stop flag. ``wait`` waits on the thread one.
+
+    Without ``multiprocessing_event`` the process-shared one is made when first asked
+    for (``multiprocessing_event``), so a core can be created before it daemonizes.
     """
 
     def __init__(self, threading_event=None, multiprocessing_event=None):
         self._threading_event = threading_event or threading.Event()
-        self._multiproc_event = multiprocessing_event or mp_context().Event()
+        self._multiproc_event = multiprocessing_event
+        self._lock = threading.Lock()
         if threading_event is not None or multiprocessing_event is not None:
             self.clear()
 
     @property
     def multiprocessing_event(self):
-        return self._multiproc_event
+        """The multiprocessing.Event to hand to child processes."""
+        with self._lock:
+            if self._multiproc_event is None:
+                self._multiproc_event = mp_context().Event()
+                if self._threading_event.is_set():
+                    self._multiproc_event.set()
+            return self._multiproc_event
 
     def is_set(self):
         """Return true if and only if the internal flag is true."""
@@ -351,13 +364,17 @@ class DualEvent:
 
     def set(self):
         """Set the internal flag to true."""
-        self._threading_event.set()
-        self._multiproc_event.set()
+        with self._lock:
+            self._threading_event.set()
+            if self._multiproc_event is not None:
+                self._multiproc_event.set()
 
     def clear(self):
         """Reset the internal flag to false."""
-        self._threading_event.clear()
-        self._multiproc_event.clear()
+        with self._lock:
+            self._threading_event.clear()
+            if self._multiproc_event is not None:
+                self._multiproc_event.clear()
 
     def wait(self, timeout=None):
         """Block until the internal flag is true, or until ``timeout`` passes."""
@@ -588,7 +605,7 @@ class MultiprocessingCore(BuiltinCore):
         self._state_lock = threading.Lock()
         self._children_ready = threading.Condition(self._state_lock)
         self._supervisor = None
-        self._wake_r, self._wake_w = mp_connection.Pipe(duplex=False)
+        self._wake_r = self._wake_w = None  # made by _run: after daemonizing
         self._children_stopped = False
 
     def __str__(self):
@@ -757,7 +774,8 @@ class MultiprocessingCore(BuiltinCore):
         self.terminate.set()
         self.rpc_q.stop_all()
         try:
-            self._wake_w.send_bytes(b"x")
+            if self._wake_w is not None:
+                self._wake_w.send_bytes(b"x")
         except OSError:
             pass
         supervisor = self._supervisor
@@ -778,6 +796,12 @@ class MultiprocessingCore(BuiltinCore):
                     proc.kill()
                     proc.join(1)
         self.rpc_q.close()
+        for conn in (self._wake_r, self._wake_w):
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
         self.logger.info("All children stopped")
 
     # ------------------------------------------------------------------ life cycle
@@ -785,6 +809,7 @@ class MultiprocessingCore(BuiltinCore):
     def _run(self):
         """Start the children, then (like the builtin core) start listening."""
         cache.add_expire_hook(self.cache_dispatch)
+        self._wake_r, self._wake_w = mp_connection.Pipe(duplex=False)
         try:
             for name in self.children:
                 self._start_child(name)

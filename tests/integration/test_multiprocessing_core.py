@@ -10,6 +10,7 @@ while rendering for web2 when the file ``slow-seconds`` beside the repository sa
 import concurrent.futures
 import os
 import signal
+import subprocess
 import threading
 import time
 import xmlrpc.client
@@ -21,7 +22,9 @@ from bcfg2_cherry.options import Settings
 from bcfg2_cherry.resources import demo_repository
 from bcfg2_cherry.server.multiprocessing_core import MultiprocessingCore
 from tests.support.rawclient import RawClient
-from tests.support.servers import copy_repo, free_port, start_server, write_config
+from tests.support.servers import (
+    copy_repo, free_port, serve_command, server_env, start_server, wait_ready,
+    write_config)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -358,3 +361,30 @@ def test_sigterm_stops_server_and_children_quickly(tmp_path, test_ca):
     while _session_members(srv.proc.pid):
         assert time.monotonic() < deadline, _session_members(srv.proc.pid)
         time.sleep(0.05)
+
+
+def test_daemon_mode_starts_children_after_detaching(tmp_path, test_ca):
+    """-D: the command exits 0 once the daemon serves; its children render; SIGTERM
+    stops daemon and children and removes the pid file."""
+    port = free_port()
+    conf = make_config(tmp_path, test_ca, port=port, server={"filemonitor": "pseudo"})
+    pidfile = tmp_path / "run" / "server.pid"
+    proc = subprocess.run(serve_command("multiprocessing", conf, "-D", str(pidfile)),
+                          env=server_env(), timeout=90, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    pid = int(pidfile.read_text().strip())
+    try:
+        wait_ready("127.0.0.1", port, "https", test_ca.ca_cert, timeout=30)
+        client = RawClient("127.0.0.1", port, ca=test_ca.ca_cert, user=WEB2,
+                           password=PASSWORD)
+        for _ in range(3):
+            assert "rendered for" in client.call("GetConfig")
+        sid = os.getsid(pid)
+        assert len(_session_members(sid)) >= 4
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while _session_members(sid):
+        assert time.monotonic() < deadline, _session_members(sid)
+        time.sleep(0.05)
+    assert not pidfile.exists()
