@@ -117,11 +117,13 @@ class RPCDispatcher(cherrypy.dispatch.Dispatcher):
 class HTTPServer(CPWSGIServer):
     """CherryPy's cheroot server, hardened against connections that do not speak.
 
-    A new connection waits in cheroot's selector until it sends something, and its TLS
-    handshake (``DeferredHandshakeAdapter``) is advanced there without blocking; only a
-    connection with a complete handshake and data reaches a worker thread. Idle or
-    half-open connections never hold a worker, and are closed ``socket_timeout`` seconds
-    after they were accepted. Select it with ``server.instance`` (a dotted name).
+    A new connection waits in cheroot's selector until it sends something, its TLS
+    handshake (``DeferredHandshakeAdapter``) is advanced there without blocking, and it
+    waits again until its request starts to arrive: only then does it reach a worker
+    thread. Idle or half-open connections never hold a worker, and are closed
+    ``socket_timeout`` seconds after they were accepted (a peer that sends part of its
+    request and stalls still holds one, for ``socket_timeout``). Select it with
+    ``server.instance`` (a dotted name).
     """
 
     def __init__(self, server_adapter=cherrypy.server):
@@ -134,16 +136,19 @@ class HTTPServer(CPWSGIServer):
             self.ssl_adapter = adapter
 
     def process_conn(self, conn):
-        """Hand ``conn`` to a worker once it has finished its handshake and spoken."""
-        if not getattr(conn, "bcfg2_seen", False):
-            conn.bcfg2_seen = True
+        """Hand ``conn`` to a worker once its handshake is done and its request has
+        started to arrive; until then it waits in the selector.
+        """
+        state = getattr(conn, "bcfg2_state", None)
+        if state is None:  # just accepted
             conn.bcfg2_accepted = time.time()
+            conn.bcfg2_state = "handshake" if getattr(
+                conn.socket, "bcfg2_handshake_pending", False) else "waiting"
             self._wait_for(conn, selectors.EVENT_READ)
             return
-        sock = conn.socket
-        if getattr(sock, "bcfg2_handshake_pending", False):
+        if state == "handshake":
             try:
-                want = self.ssl_adapter.handshake_step(sock, conn.ssl_env)
+                want = self.ssl_adapter.handshake_step(conn.socket, conn.ssl_env)
             except (ssl.SSLError, OSError) as err:
                 # a peer that just connects and closes (port probes) is not news
                 quiet = isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError,
@@ -157,6 +162,11 @@ class HTTPServer(CPWSGIServer):
                 self._wait_for(conn, selectors.EVENT_WRITE if want == "write"
                                else selectors.EVENT_READ)
                 return
+            conn.bcfg2_state = "waiting"
+            if not conn.socket.pending():  # nothing decrypted yet: wait for the request
+                self._wait_for(conn, selectors.EVENT_READ)
+                return
+        conn.bcfg2_state = "serving"
         CPWSGIServer.process_conn(self, conn)
 
     def _wait_for(self, conn, events):

@@ -263,11 +263,17 @@ def _timed_call(client):
 def test_idle_and_half_open_connections_do_not_block_others(wire_server):
     socks = []
     try:
-        for i in range(30):
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        for i in range(45):
             sock = socket.create_connection(("127.0.0.1", wire_server.port), timeout=5)
-            if i % 2:
+            if i % 3 == 1:
                 # half-open TLS: the start of a ClientHello record, then nothing
                 sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            elif i % 3 == 2:
+                # a complete handshake, then no request
+                sock = tls.wrap_socket(sock)
             socks.append(sock)
         time.sleep(0.2)
         client = wire_server.client(timeout=5)

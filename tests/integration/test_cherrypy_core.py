@@ -169,10 +169,33 @@ def server(tmp_path_factory, test_ca):
     repo = copy_repo(os.path.join(WIRE_DIR, "repo"), directory / "repo")
     conf = write_config(directory / "bcfg2.conf.in", repo, tls=test_ca,
                         plugins=WIRE_PLUGINS + ", tests.support.oddities:Oddities",
-                        server={"max_request_size": "64K"})
+                        server={"max_request_size": "64K", "thread_pool": 4})
     srv = start_server("cherrypy", conf, directory, tls=test_ca)
     yield srv
     srv.stop()
+
+
+def test_idle_connections_hold_no_worker(server):
+    """With 4 worker threads, 12 connections that finished their TLS handshake but
+    send no request (and 12 that never handshake) leave every worker free."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    idle = []
+    try:
+        for _ in range(12):
+            idle.append(ctx.wrap_socket(socket.create_connection(
+                ("127.0.0.1", server.port), timeout=5)))
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        time.sleep(0.2)
+        client = server.client(timeout=5)
+        for _ in range(8):
+            start = time.monotonic()
+            assert client.call("Oddities.echo", "x") == "x"
+            assert time.monotonic() - start < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_401_carries_www_authenticate(server):
