@@ -11,12 +11,12 @@ import glob
 import logging
 import os
 import socket
-import threading
 
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.exceptions import PluginExecutionError
 from bcfg2_cherry.plugin.helpers import StructFile
 from bcfg2_cherry.plugin.interfaces import Generator
+from bcfg2_cherry.bounded import bounded_call
 from bcfg2_cherry.state import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -31,22 +31,8 @@ SERVER_CONFIG = "/etc/nagios/conf.d/bcfg2.cfg"
 
 def _first_address(hostname, timeout):
     """The first getaddrinfo address of ``hostname``, given ``timeout`` seconds."""
-    result = {}
-
-    def run():
-        try:
-            result["value"] = socket.getaddrinfo(hostname, None)[0][4][0]
-        except Exception as err:  # noqa: BLE001  # pylint: disable=broad-except
-            result["error"] = err
-
-    thread = threading.Thread(target=run, name="NagiosGen-getaddrinfo", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError("no answer within %g s" % timeout)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    return bounded_call(lambda: socket.getaddrinfo(hostname, None)[0][4][0], (), timeout,
+                        name="NagiosGen-getaddrinfo")
 
 
 class NagiosGen(Plugin, Generator):

@@ -23,6 +23,7 @@ import threading
 import time
 
 from bcfg2_cherry import encryption
+from bcfg2_cherry.bounded import bounded_call
 from bcfg2_cherry.filemonitor.pseudo import Pseudo
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.exceptions import PluginExecutionError, SpecificityError
@@ -40,7 +41,7 @@ from bcfg2_cherry.state import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SSHbase", "HostResolver", "bounded_call", "KEY_NAMES", "PUBLIC_NAMES"]
+__all__ = ["SSHbase", "HostResolver", "KEY_NAMES", "PUBLIC_NAMES"]
 
 #: private host key names, in upstream's order; each has a ``.pub`` twin
 KEY_NAMES = ("ssh_host_dsa_key", "ssh_host_ecdsa_key", "ssh_host_ed25519_key",
@@ -61,30 +62,6 @@ KEY_WAIT = 10.0
 DNS_TIMEOUT = 5.0
 #: DNS look-ups run at once while building ssh_known_hosts
 DNS_WORKERS = 16
-
-
-def bounded_call(func, args, timeout, name="lookup"):
-    """``func(*args)`` in a daemon thread, given at most ``timeout`` seconds.
-
-    Returns its result or raises its exception; raises TimeoutError when it takes
-    longer (the thread is then abandoned: resolver calls cannot be interrupted).
-    """
-    result = {}
-
-    def run():
-        try:
-            result["value"] = func(*args)
-        except BaseException as err:  # noqa: BLE001  # pylint: disable=broad-except
-            result["error"] = err
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise TimeoutError("no answer within %g s" % timeout)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
 
 
 class HostResolver:

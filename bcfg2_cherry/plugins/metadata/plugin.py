@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+from bcfg2_cherry.bounded import bounded_call
 from bcfg2_cherry import cache
 from bcfg2_cherry.plugin import interfaces
 from bcfg2_cherry.plugin.base import Plugin
@@ -31,6 +32,10 @@ from bcfg2_cherry.state import atomic_write
 from bcfg2_cherry.xml import XMLError
 
 logger = logging.getLogger(__name__)
+
+#: seconds a reverse DNS look-up of a client address may take (a slow resolver must
+#: not hold a request thread for long)
+REVERSE_DNS_TIMEOUT = 5.0
 
 #: seconds a user-name identification is remembered for its (ip, port)
 SESSION_TTL = 90
@@ -341,7 +346,8 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
 
     def _reverse_lookup(self, cdata, ip):
         try:
-            name = socket.gethostbyaddr(ip)[0]
+            name = bounded_call(socket.gethostbyaddr, (ip,), REVERSE_DNS_TIMEOUT,
+                                name="Metadata-gethostbyaddr")[0]
         except (OSError, UnicodeError) as err:
             raise MetadataConsistencyError("Address resolution error for %s: %s"
                                            % (ip, err)) from None
