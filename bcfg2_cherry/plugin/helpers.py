@@ -126,7 +126,7 @@ class FileBacked(Debuggable):
         return "%s(%r)" % (self.__class__.__name__, self.name)
 
 
-def _stat_key(path):
+def stat_key(path):
     """What tells whether a file changed since we read it (None when missing)."""
     try:
         st = os.stat(path)
@@ -228,7 +228,7 @@ class XMLFileBacked(FileBacked):
         filename = event.filename
         if (os.path.isabs(filename) and filename != self.name
                 and filename in self.extra_monitors):
-            if action == "exists" and _stat_key(filename) == \
+            if action == "exists" and stat_key(filename) == \
                     self._extra_stats.get(filename, False):
                 return  # the initial event of a monitor on a file we just read
             if action in READ_EVENTS + ("deleted",):
@@ -360,7 +360,7 @@ class XMLFileBacked(FileBacked):
                                  match)
                 continue
             self._monitor_extra(match)
-            self._extra_stats[match] = _stat_key(match)
+            self._extra_stats[match] = stat_key(match)
             if match not in extras:
                 extras.append(match)
             if depth >= MAX_INCLUDE_DEPTH:

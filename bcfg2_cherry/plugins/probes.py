@@ -25,8 +25,8 @@ import lxml.etree
 from bcfg2_cherry import cache
 from bcfg2_cherry.plugin.base import Plugin
 from bcfg2_cherry.plugin.exceptions import PluginExecutionError
-from bcfg2_cherry.plugin.helpers import EDITOR_DROPPINGS, FileBacked, Specificity, \
-    best_matching
+from bcfg2_cherry.plugin.helpers import (
+    EDITOR_DROPPINGS, FileBacked, Specificity, best_matching, stat_key)
 from bcfg2_cherry.plugin.interfaces import Connector, Metadata, Probing
 from bcfg2_cherry.state import atomic_write
 from bcfg2_cherry.statistics import track_statistics
@@ -269,14 +269,6 @@ class XMLProbeStore:
         self._stat = None
         self.load()
 
-    @staticmethod
-    def _stat_key(path):
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
     def load(self):
         """(Re)read probed.xml (creating it if missing) and expire all metadata."""
         with self._lock:
@@ -290,7 +282,7 @@ class XMLProbeStore:
         self.plugin.core.expire_caches_by_type(Metadata)
 
     def _read(self):
-        stat = self._stat_key(self.filename)
+        stat = stat_key(self.filename)
         try:
             root = parse_repo_file(self.filename).getroot()
         except XMLError as err:
@@ -340,14 +332,14 @@ class XMLProbeStore:
         except OSError as err:
             logger.error("Probes: failed to write %s: %s", self.filename, err)
             return
-        self._stat = self._stat_key(self.filename)
+        self._stat = stat_key(self.filename)
 
     def _lookup(self, hostname):
         """Fill both caches for ``hostname`` (re-reading probed.xml if it changed)."""
         with self._lock:
             if hostname in self._datacache and hostname in self._groupcache:
                 return
-            if self._stat_key(self.filename) != self._stat:
+            if stat_key(self.filename) != self._stat:
                 logger.info("Probes: %s changed on disk; re-reading it", self.filename)
                 self.load()
             record = self.records.get(hostname)
