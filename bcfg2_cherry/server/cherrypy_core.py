@@ -15,6 +15,7 @@ import collections
 import html
 import logging
 import os
+import select
 import selectors
 import socket
 import ssl
@@ -144,9 +145,17 @@ class HTTPServer(CPWSGIServer):
             conn.bcfg2_accepted = time.time()
             conn.bcfg2_state = "handshake" if getattr(
                 conn.socket, "bcfg2_handshake_pending", False) else "waiting"
-            self._wait_for(conn, selectors.EVENT_READ)
-            return
-        if state == "handshake":
+        for _ in range(8):  # each pass consumes data or waits; never spin
+            if conn.bcfg2_state == "serving":
+                CPWSGIServer.process_conn(self, conn)
+                return
+            if conn.bcfg2_state == "waiting":
+                sock = conn.socket
+                if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or \
+                        _readable_now(sock):
+                    conn.bcfg2_state = "serving"
+                    continue
+                break
             try:
                 want = self.ssl_adapter.handshake_step(conn.socket, conn.ssl_env)
             except (ssl.SSLError, OSError) as err:
@@ -158,16 +167,14 @@ class HTTPServer(CPWSGIServer):
                            getattr(conn, "remote_addr", "?"), err)
                 conn.close()
                 return
-            if want is not None:
-                self._wait_for(conn, selectors.EVENT_WRITE if want == "write"
-                               else selectors.EVENT_READ)
+            if want == "write":
+                self._wait_for(conn, selectors.EVENT_WRITE)
                 return
-            conn.bcfg2_state = "waiting"
-            if not conn.socket.pending():  # nothing decrypted yet: wait for the request
-                self._wait_for(conn, selectors.EVENT_READ)
-                return
-        conn.bcfg2_state = "serving"
-        CPWSGIServer.process_conn(self, conn)
+            if want is None:
+                conn.bcfg2_state = "waiting"
+            elif not _readable_now(conn.socket):
+                break
+        self._wait_for(conn, selectors.EVENT_READ)
 
     def _wait_for(self, conn, events):
         # cheroot's selector thread calls process_conn again when the socket is ready,
@@ -180,6 +187,13 @@ class HTTPServer(CPWSGIServer):
             logger.debug("Dropping connection from %s: %s",
                          getattr(conn, "remote_addr", "?"), err)
             conn.close()
+
+
+def _readable_now(sock):
+    """True if the kernel has data (or EOF) for ``sock`` right now."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _StartupReport:
