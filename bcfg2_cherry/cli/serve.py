@@ -21,7 +21,11 @@ DEMO_PORT = 6789
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "serve", help="run the Bcfg2 server", description=__doc__,
+        "serve", help="run the Bcfg2 server",
+        description="Run the Bcfg2 server: upstream bcfg2-server's options plus "
+                    "cherryd's. With --demo, serve the bundled demo repository on "
+                    "https://127.0.0.1:6789 with a generated certificate (client "
+                    "password: demo).",
         epilog="Exit status: 0 after a clean stop, 1 when the server cannot start.")
     add_config_options(parser)
     parser.add_argument("-D", "--daemon", metavar="PIDFILE",
