@@ -21,6 +21,7 @@ import socket
 import ssl
 from urllib.parse import unquote
 
+from cheroot.errors import FatalSSLAlert
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from bcfg2_cherry.server.errors import CoreInitError
@@ -88,8 +89,7 @@ class DeferredHandshakeAdapter(BuiltinSSLAdapter):
             wrapped = self.context.wrap_socket(sock, server_side=True,
                                                do_handshake_on_connect=False)
         except OSError as err:
-            from cheroot import errors
-            raise errors.FatalSSLAlert(*err.args) from err
+            raise FatalSSLAlert(*err.args) from err
         wrapped.bcfg2_handshake_pending = True
         return wrapped, {}
 
