@@ -607,8 +607,10 @@ def wsgi_app(config=None, script_name="", **overrides):
     """A WSGI callable serving Bcfg2 for any WSGI server (gunicorn, mod_wsgi, ...).
 
     Mounts the core as ``mount`` does, keeps CherryPy's own HTTP server from starting
-    and starts the engine, which loads the plugins. The WSGI server must terminate TLS
-    or sit behind a proxy listed in ``[server] trusted_proxies``.
+    and starts the engine, which loads the plugins and starts the file monitor thread:
+    call it in each worker process (no pre-fork loading, e.g. no gunicorn
+    ``--preload``). The WSGI server must terminate TLS or sit behind a proxy listed
+    in ``[server] trusted_proxies``.
     """
     app = mount(config, script_name, **overrides)
     cherrypy.server.unsubscribe()
