@@ -107,6 +107,7 @@ def call(port, ctx, user, method, *params, timeout=120):
     start = time.perf_counter()
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client
         sock = ctx.wrap_socket(sock)
         sock.sendall(head + body)
         status, data = read_response(sock)

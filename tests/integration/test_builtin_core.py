@@ -76,6 +76,26 @@ def test_response_shape_is_upstreams(builtin):
     assert headers["Server"].startswith("BaseHTTP/")
 
 
+def test_no_delayed_ack_stall_for_clients_without_nodelay(builtin):
+    """A client that does not set TCP_NODELAY sends its request right after its TLS
+    Finished; unless the server answers the Finished at once (TLS 1.3 session tickets
+    do), the request waits for a delayed ACK: 40 ms on every call."""
+    client = builtin.client(user=WEB2, password=PASSWORD)
+    body = call_body("DeclareVersion", "1.4.0pre2")
+    times = []
+    for _ in range(9):
+        sock = socket.create_connection(("127.0.0.1", builtin.port), 5)
+        start = time.monotonic()
+        try:
+            tls = client.context.wrap_socket(sock)
+            tls.sendall(request_bytes("127.0.0.1", builtin.port, body, auth=client.auth))
+            assert tls.recv(12) == b"HTTP/1.0 200"
+        finally:
+            sock.close()
+        times.append(time.monotonic() - start)
+    assert sorted(times)[4] < 0.035, times
+
+
 def test_password_is_split_at_the_first_colon(builtin):
     client = builtin.client(user=WEB2, password=PASSWORD)
     assert client.call("DeclareVersion", "1.4.0pre2") is True
