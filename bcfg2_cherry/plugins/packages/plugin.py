@@ -269,12 +269,6 @@ class Packages(Plugin, StructureValidator, Generator, Connector, ClientRunHooks)
                     if backend.name.lower() in wanted)
 
     def _check_legacy(self):
-        legacy = os.path.join(self.data, "config.xml")
-        if os.path.exists(legacy) and \
-                not os.path.exists(os.path.join(self.data, "sources.xml")):
-            raise PluginInitError(
-                "Packages: %s is the pre-1.2 format, which is not read; convert it to "
-                "sources.xml with Bcfg2's tools/upgrade/1.2/packages-convert.py" % legacy)
         if os.path.exists(os.path.join(self.data, "packages.conf")):
             logger.warning("Packages: %s is ignored; its options belong in bcfg2.conf "
                            "[packages], [packages:yum] and [packages:pulp] (see Bcfg2's "
@@ -290,6 +284,12 @@ class Packages(Plugin, StructureValidator, Generator, Connector, ClientRunHooks)
         if yumlibs is not None and yumlibs.strip().lower() in TRUE:
             logger.warning("Packages: [packages:yum] use_yum_libraries is not "
                            "supported; using the builtin Yum parser")
+        legacy = os.path.join(self.data, "config.xml")
+        if os.path.exists(legacy) and \
+                not os.path.exists(os.path.join(self.data, "sources.xml")):
+            raise PluginInitError(
+                "Packages: %s is the pre-1.2 format, which is not read; convert it to "
+                "sources.xml with Bcfg2's tools/upgrade/1.2/packages-convert.py" % legacy)
 
     def warn_no_yum(self):
         self._warn_once("yumlibs", logging.WARNING,
