@@ -451,3 +451,78 @@ def test_http_with_credentials(site, http_mirror, caplog):
     assert "libc6" in site.added("deb1")
     assert "HTTP response code 401" in caplog.text
     assert "s3cret" not in caplog.text
+
+
+@pytest.fixture
+def slow_mirror(tmp_path):
+    """A mirror on 127.0.0.1 that answers only once ``release`` is set."""
+    root = tmp_path / "www"
+    apt_archive(root)
+    release = threading.Event()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            http.server.SimpleHTTPRequestHandler.__init__(self, *args,
+                                                          directory=str(root), **kwargs)
+
+        def do_GET(self):  # noqa: N802
+            release.wait(10)
+            http.server.SimpleHTTPRequestHandler.do_GET(self)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d/" % server.server_address[1], release
+    release.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_slow_download_never_blocks_client_runs(site, slow_mirror, caplog):
+    url, release = slow_mirror
+    site.sources(apt_source(url))
+    site.extra = "[packages]\nload_wait = 0.2\n"
+    with caplog.at_level(logging.WARNING):
+        site.start()
+    assert "continuing in the background" in caplog.text
+    # served at once, without the data still being downloaded
+    assert site.added("deb1") == {}
+    release.set()
+    assert site.plugin.wait_idle(10)
+    assert "libc6" in site.added("deb1")
+
+
+def test_download_timeout(site, slow_mirror, caplog):
+    url, _ = slow_mirror
+    site.sources(apt_source(url))
+    site.extra = "[packages]\ntimeout = 0.3\n"
+    with caplog.at_level(logging.ERROR):
+        site.start()
+    assert "timed out" in caplog.text
+    assert "Some Packages will be missing" in caplog.text
+
+
+def test_child_reload_follows_the_parent_load(tmp_path):
+    """A multiprocessing child soft-loads what its parent's Refresh wrote."""
+    mirror = tmp_path / "mirror"
+    url = apt_archive(mirror)
+    parent = Site(tmp_path)
+    parent.sources(apt_source(url))
+    child = Site(tmp_path)
+    try:
+        parent.start()
+        child.core = LocalCore(Settings(str(tmp_path / "bcfg2.conf"))).load()
+        assert "libc6" in child.added("deb1")
+        apt_archive(mirror, dict(ARCHIVE, hello=["Depends: cron"]))
+        assert child.plugin.child_reload() is True
+        assert parent.core._get_rmi()["Packages.Refresh"]() is True
+        for _ in range(100):
+            if "cron" in child.added("deb1"):
+                break
+            threading.Event().wait(0.05)
+        assert "cron" in child.added("deb1") and "libc6" not in child.added("deb1")
+    finally:
+        child.stop()
+        parent.stop()
