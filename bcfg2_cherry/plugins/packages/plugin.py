@@ -54,7 +54,7 @@ DEFAULT_BACKENDS = ("Yum", "Apt", "Pac", "Pkgng")
 TRUE = ("1", "yes", "true", "on", "enabled")
 FALSE = ("0", "no", "false", "off", "disabled", "")
 #: default of ``[packages] load_wait`` (seconds a file event or RMI call waits)
-DEFAULT_LOAD_WAIT = 30.0
+DEFAULT_LOAD_WAIT = 10.0
 #: how long a child of the multiprocessing core waits for the parent's load
 CHILD_WAIT = 600.0
 #: clients whose collection is kept during their run before the table starts afresh

@@ -72,7 +72,7 @@ def collapse(per_arch, names):
         result[arch] = {}
     for name in names:
         values = set()
-        for arch, table in per_arch.items():
+        for table in per_arch.values():
             values.add(tuple(table.get(name, ())))
         if len(values) == 1:
             result["global"][name] = _intern_all(values.pop())
