@@ -10,6 +10,7 @@ them, in order, ahead of any later GetConfig. A child that dies is replaced, and
 GetConfig it was rendering is retried once on another child, else answered with a
 Fault. Parent and children talk over one pipe per child (``RPCQueue``).
 """
+import collections
 import itertools
 import logging
 import multiprocessing
@@ -594,6 +595,9 @@ class MultiprocessingCore(BuiltinCore):
         #: taken while it renders, put back when done, so a busy child is never handed
         #: a second configuration
         self.available_children = queue.Queue()
+        #: requests waiting for a child, oldest first: a child that becomes free goes
+        #: straight to the oldest, so waiting is first come, first served
+        self._waiters = collections.deque()
         #: the names of the child slots (``Child-0`` ...)
         self.children = ["Child-%d" % num for num in range(max(1, int(setup.children or 1)))]
         self._procs = {}       # name -> (Process, generation)
@@ -647,7 +651,7 @@ class MultiprocessingCore(BuiltinCore):
             self._ready[name] = proc_gen
             self._failures[name] = 0
             self._children_ready.notify_all()
-        self.available_children.put((name, proc_gen))
+            self._hand_out(name, proc_gen)
         self.logger.info("%s (pid %s) is ready", name, message[1])
 
     def _child_gone(self, name):
@@ -692,6 +696,7 @@ class MultiprocessingCore(BuiltinCore):
             with self._state_lock:
                 self._given_up.add(name)
                 self._children_ready.notify_all()
+                self._wake_waiters()
             return
         self.logger.error("%s (pid %s) exited with status %s; starting a new one", name,
                           proc.pid, proc.exitcode)
@@ -730,27 +735,61 @@ class MultiprocessingCore(BuiltinCore):
         with self._state_lock:
             return dict(self._busy)
 
+    def _hand_out(self, name, gen):
+        """A child is free: to the oldest waiting request, else back to
+        ``available_children`` (call with ``_state_lock`` held)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter["child"] is None and not waiter["gone"]:
+                waiter["child"] = (name, gen)
+                self._busy[name] = waiter["client"]
+                waiter["event"].set()
+                return
+        self.available_children.put((name, gen))
+
+    def _wake_waiters(self):
+        """Wake every waiting request to look at the state again (lock held)."""
+        for waiter in self._waiters:
+            waiter["event"].set()
+
+    def _no_child_reason(self):
+        """Why no child will come (lock held), or None."""
+        if self.terminate.is_set():
+            return "the server is shutting down"
+        if len(self._given_up) >= len(self.children):
+            return "no worker process is available"
+        return None
+
     def _acquire_child(self, client):
-        """A free, live child: ``(name, generation)``; Fault if none comes."""
+        """A free, live child, ``(name, generation)``, marked busy; waiting requests
+        are served first come, first served. Fault when none will come."""
         deadline = time.monotonic() + self.child_wait_timeout
+        with self._state_lock:
+            while True:
+                try:
+                    name, gen = self.available_children.get_nowait()
+                except queue.Empty:
+                    break
+                if self._ready.get(name) == gen and name not in self._busy:
+                    self._busy[name] = client
+                    return name, gen
+            waiter = {"event": threading.Event(), "child": None, "client": client,
+                      "gone": False}
+            self._waiters.append(waiter)
         while True:
-            if self.terminate.is_set():
-                self.critical_error("Unable to build the configuration of %s: the server "
-                                    "is shutting down" % client)
-            try:
-                name, gen = self.available_children.get(timeout=self.poll_wait)
-            except queue.Empty:
-                with self._state_lock:
-                    alive = len(self._given_up) < len(self.children)
-                if not alive or time.monotonic() > deadline:
-                    self.critical_error("Unable to build the configuration of %s: no "
-                                        "worker process is available" % client)
-                continue
+            waiter["event"].wait(max(0.0, min(5.0, deadline - time.monotonic())))
             with self._state_lock:
-                if self._ready.get(name) != gen or name in self._busy:
-                    continue  # a child that died (or a stale entry)
-                self._busy[name] = client
-            return name, gen
+                if waiter["child"] is not None:
+                    return waiter["child"]
+                reason = self._no_child_reason()
+                if reason is None and time.monotonic() > deadline:
+                    reason = "no worker process became free in %ss" % self.child_wait_timeout
+                if reason is not None:
+                    waiter["gone"] = True
+                    break
+                waiter["event"].clear()
+        self.critical_error("Unable to build the configuration of %s: %s"
+                            % (client, reason))
 
     def _release_child(self, name, gen, alive=True):
         with self._state_lock:
@@ -759,9 +798,8 @@ class MultiprocessingCore(BuiltinCore):
                 if self._ready.get(name) == gen:
                     del self._ready[name]
                 return
-            if self._ready.get(name) != gen:
-                return
-        self.available_children.put((name, gen))
+            if self._ready.get(name) == gen:
+                self._hand_out(name, gen)
 
     def _stop_children(self):
         """Stop every child: a stop message, then wait, then terminate; returns
@@ -772,6 +810,8 @@ class MultiprocessingCore(BuiltinCore):
             self._children_stopped = True
         cache.remove_expire_hook(self.cache_dispatch)
         self.terminate.set()
+        with self._state_lock:
+            self._wake_waiters()
         self.rpc_q.stop_all()
         try:
             if self._wake_w is not None:
