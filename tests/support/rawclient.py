@@ -149,7 +149,12 @@ class RawClient:
         """Send raw request bytes on a new connection; return the Response."""
         sock = self.connect()
         try:
-            sock.sendall(raw)
+            try:
+                sock.sendall(raw)
+            except (ssl.SSLError, OSError):
+                # a server refusing a body (413) may answer and close before it has
+                # read all of it: the answer is still there to read
+                pass
             resp = http.client.HTTPResponse(sock, method="POST")
             resp.begin()
             body = resp.read()
