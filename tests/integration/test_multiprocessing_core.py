@@ -388,3 +388,20 @@ def test_daemon_mode_starts_children_after_detaching(tmp_path, test_ca):
         assert time.monotonic() < deadline, _session_members(sid)
         time.sleep(0.05)
     assert not pidfile.exists()
+
+
+def test_children_do_not_outlive_a_killed_parent(tmp_path, test_ca):
+    """SIGKILL leaves the parent no time to stop anything: its children (and the fork
+    server) notice that their pipe to it is gone and exit by themselves."""
+    conf = make_config(tmp_path, test_ca, server={"filemonitor": "pseudo"})
+    srv = start_server("multiprocessing", conf, tmp_path, tls=test_ca)
+    sid = srv.proc.pid
+    try:
+        assert "rendered for" in srv.client(user=WEB2, password=PASSWORD).call("GetConfig")
+        assert len(_session_members(sid)) >= 4
+    finally:
+        srv.stop(sig=signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _session_members(sid):
+        assert time.monotonic() < deadline, _session_members(sid)
+        time.sleep(0.05)
