@@ -23,10 +23,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-import genrepo
+import genrepo  # noqa: E402  (bench/ is put on sys.path above)
 
-from bcfg2_cherry.options import Settings
-from bcfg2_cherry.server.local_core import LocalCore
+from bcfg2_cherry.options import Settings  # noqa: E402
+from bcfg2_cherry.server.local_core import LocalCore  # noqa: E402
 
 PLUGINS = ("Metadata", "Bundler", "Rules", "Cfg")
 

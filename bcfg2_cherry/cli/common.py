@@ -41,7 +41,7 @@ def load_settings(args, **extra):
         return Settings(args.config, overrides_from_args(args, **extra))
     except OptionError as err:
         sys.stderr.write("bcfg2-cherry: %s\n" % err)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def setup_logging(settings, to_console=True):

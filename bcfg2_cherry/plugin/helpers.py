@@ -508,7 +508,7 @@ class StructFile(XMLFileBacked):
             template = MarkupTemplate(io.BytesIO(data), filepath=self.name,
                                       filename=os.path.basename(self.name),
                                       loader=loader, encoding=encoding)
-            template.stream  # pylint: disable=pointless-statement
+            template.stream  # noqa: B018  # pylint: disable=pointless-statement
             # (compiles directives and static includes now, not at the first render)
             return template
         except (TemplateError, ParseError, LookupError, SyntaxError) as err:

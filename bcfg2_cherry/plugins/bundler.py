@@ -82,7 +82,7 @@ class BundleDirectory(DirectoryBacked):
 
     def _reindex(self):
         bundles = {}
-        for relative, bundle in sorted(self.entries.items()):
+        for _relative, bundle in sorted(self.entries.items()):
             name = bundle.bundle_name
             if name in bundles:
                 logger.warning("Bundler: bundle %s is defined by both %s and %s; "

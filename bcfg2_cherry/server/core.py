@@ -22,7 +22,7 @@ import lxml.etree
 from bcfg2_cherry import cache, filemonitor, statistics
 from bcfg2_cherry.options import OptionError
 from bcfg2_cherry.plugin import helpers as plugin_helpers
-from bcfg2_cherry.plugin.base import Debuggable, Plugin, parse_bool
+from bcfg2_cherry.plugin.base import Plugin, parse_bool
 from bcfg2_cherry.plugin.exceptions import (
     MetadataConsistencyError, MetadataRuntimeError, PluginExecutionError,
     ValidationError)
@@ -186,7 +186,8 @@ class Core:
                 ignore=setup.ignore_files, debug=self.debug_flag,
                 recursive_roots=[setup.repository])
         except ValueError as err:
-            raise CoreInitError("[server] filemonitor = %s: %s" % (setup.filemonitor, err))
+            raise CoreInitError("[server] filemonitor = %s: %s"
+                                % (setup.filemonitor, err)) from None
         self.fam_thread = threading.Thread(name="%sFileMonitor" % self.name,
                                            target=self._file_monitor_thread, daemon=True)
         self.perflog_thread = None
@@ -963,7 +964,7 @@ class Core:
         try:
             sdata = parse_client_xml(stats)
         except XMLError as err:
-            raise Fault(1, "Failed to parse statistics from %s: %s" % (client, err))
+            raise Fault(1, "Failed to parse statistics from %s: %s" % (client, err)) from None
         self.process_statistics(client, sdata)
         return True
 

@@ -303,7 +303,9 @@ INFO = """<?xml version="1.0" encoding="UTF-8"?>
     <Client name="special.example.com">
       <Info owner="special" mode="0444"/>
     </Client>
-    <Info owner="root" group="wheel" mode="0640"><ACL type="access" scope="user" user="x" perms="r"/></Info>
+    <Info owner="root" group="wheel" mode="0640">
+      <ACL type="access" scope="user" user="x" perms="r"/>
+    </Info>
   </Group>
   <Info owner="root" group="root" mode="0644" encoding="base64"/>
 </FileInfo>

@@ -1,11 +1,10 @@
 """The Core through its public API, with the small plugins of fakeplugins.py."""
 import logging
-import time
 
 import lxml.etree
 import pytest
 
-from bcfg2_cherry import cache, statistics
+from bcfg2_cherry import statistics
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.server import dispatch
 from bcfg2_cherry.server.core import (

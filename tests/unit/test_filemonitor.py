@@ -289,8 +289,8 @@ def test_changes_before_start_are_caught(tmp_path):
         (base / "new").write_text("y")
         fam.start()
         try:
-            assert wait_until(fam, lambda: handler.actions("old") == ["exists", "deleted"]
-                              and handler.actions("new") == ["created"]), handler.got
+            assert wait_until(fam, lambda h=handler: h.actions("old") == ["exists", "deleted"]
+                              and h.actions("new") == ["created"]), handler.got
         finally:
             fam.shutdown()
 

@@ -85,4 +85,4 @@ def test_unknown_cache_mode_behaves_as_off(tmp_path, caplog):
 def test_url_needs_port(tmp_path):
     s = Settings(write(tmp_path, "[components]\nbcfg2 = https://host\n"))
     with pytest.raises(OptionError, match="explicit port"):
-        s.url
+        s.url  # noqa: B018  (the property raises)
