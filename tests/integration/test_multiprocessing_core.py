@@ -306,6 +306,21 @@ def test_expiries_and_probe_data_reach_every_child(tmp_path, test_ca):
         srv.stop()
 
 
+def test_a_profile_just_asserted_is_rendered_by_every_child(tmp_path, test_ca):
+    """AssertProfile (the parent writes clients.xml), then at once GetConfig: the
+    child re-reads clients.xml before rendering, without waiting for a file event
+    (the pseudo monitor here never reports one)."""
+    srv = Running(tmp_path, test_ca, server={"filemonitor": "pseudo"})
+    try:
+        for num in range(4):
+            name = "new%d.demo.example" % num
+            assert srv.client(name).call("AssertProfile", "webserver") is True
+            bundles = sorted(b.get("name") for b in srv.config(name).iter("Bundle"))
+            assert "web" in bundles, (name, bundles)
+    finally:
+        srv.stop()
+
+
 def test_repository_edits_are_seen_by_every_child(fresh):
     motd = os.path.join(fresh.directory, "repo", "Cfg", "etc", "motd", "motd.G50_webserver")
     for _ in range(2):

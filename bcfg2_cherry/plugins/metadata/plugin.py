@@ -95,7 +95,15 @@ class _MetadataFile(XMLFileBacked):
             ok = XMLFileBacked.load(self)
             if ok:
                 self._loaded_signature = signature
+                self._extra_signatures = {path: _signature(path) for path in self.extras}
             return ok
+
+    def changed_on_disk(self):
+        """True if the file or a file it includes changed since it was loaded."""
+        if _signature(self.name) != self._loaded_signature:
+            return True
+        return any(_signature(path) != sig for path, sig in
+                   getattr(self, "_extra_signatures", {}).items())
 
     def HandleEvent(self, event=None):
         if (event is not None and self.loaded
@@ -251,6 +259,13 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         self._data()
         self._edit(client_name.strip().lower(), remove=True)
         return True
+
+    def update_client_list(self):
+        """Re-read clients.xml now if another process rewrote it (the multiprocessing
+        core's children call this before each render, so a profile the parent has just
+        set is used at once instead of after the next file event)."""
+        if self._clients_data is not None and self.clients_file.changed_on_disk():
+            self.clients_file.load()
 
     def list_clients(self):
         """Names of all clients in clients.xml, in document order."""
