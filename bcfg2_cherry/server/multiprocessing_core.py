@@ -49,6 +49,15 @@ def mp_context():
     return _CONTEXT
 
 
+
+def _drain(conn):
+    """Read and drop everything waiting on a wake-up pipe end."""
+    try:
+        while conn.poll():
+            conn.recv_bytes()
+    except (OSError, EOFError):
+        pass
+
 class ChildDied(Exception):
     """The child process an RPC was sent to went away before it answered."""
 
@@ -295,11 +304,7 @@ class RPCQueue(Debuggable):
                 continue
             for conn in ready:
                 if conn is self._wake_r:
-                    try:
-                        while self._wake_r.poll():
-                            self._wake_r.recv_bytes()
-                    except (OSError, EOFError):
-                        pass
+                    _drain(self._wake_r)
                     continue
                 channel = by_conn[conn]
                 try:
@@ -670,11 +675,7 @@ class MultiprocessingCore(BuiltinCore):
                 continue
             for sentinel in ready:
                 if sentinel is self._wake_r:
-                    try:
-                        while self._wake_r.poll():
-                            self._wake_r.recv_bytes()
-                    except (OSError, EOFError):
-                        pass
+                    _drain(self._wake_r)
                     continue
                 if self.terminate.is_set():
                     return
