@@ -66,6 +66,17 @@ def test_profile_run_creates_the_client(fresh_wire_server):
     assert "new2.wiredemo.test" in new.call("Metadata.list_clients")
 
 
+def test_asserted_profile_shapes_the_next_configuration(fresh_wire_server):
+    """AssertProfile then GetConfig, as one client run: the configuration already has
+    the bundles of the new profile, whichever process builds it."""
+    db1 = fresh_wire_server.client(user=DB1, password="db1-own-pw")
+    before = [b.get("name") for b in config_of(db1.call("GetConfig"))]
+    assert before == ["common"]
+    results = db1.client_run(profile="webserver", probe_output=PROBES)
+    assert results["AssertProfile"] is True
+    assert [b.get("name") for b in config_of(results["GetConfig"])] == ["common", "web"]
+
+
 def test_non_ascii_configuration_arrives_intact(client):
     resp = client.request(call_body("GetConfig"))
     assert resp.status == 200
