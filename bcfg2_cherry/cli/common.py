@@ -6,8 +6,6 @@ import sys
 
 from bcfg2_cherry.options import OptionError, Settings
 
-#: the demo repository and configuration shipped inside the package's conf/
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def add_config_options(parser):

@@ -9,8 +9,9 @@ import shutil
 import sys
 from importlib.metadata import entry_points
 
+from bcfg2_cherry import resources
 from bcfg2_cherry.cli.common import (
-    PACKAGE_DIR, add_config_options, load_settings, setup_logging)
+    add_config_options, load_settings, setup_logging)
 from bcfg2_cherry.server.errors import CoreInitError
 
 logger = logging.getLogger(__name__)
@@ -88,15 +89,10 @@ def load_core_class(name):
 
 def find_demo():
     """``(demo.conf, demo-repo)`` of the demo shipped with the package."""
-    candidates = [os.path.join(PACKAGE_DIR, "conf"),
-                  os.path.join(os.path.dirname(PACKAGE_DIR), "conf"),
-                  os.path.join(sys.prefix, "share", "bcfg2-cherry", "conf")]
-    for base in candidates:
-        conf, repo = os.path.join(base, "demo.conf"), os.path.join(base, "demo-repo")
-        if os.path.isfile(conf) and os.path.isdir(repo):
-            return conf, repo
-    raise CoreInitError("the demo configuration is not installed (looked in %s)"
-                        % ", ".join(candidates))
+    try:
+        return resources.demo_config(), resources.demo_repository()
+    except FileNotFoundError as err:
+        raise CoreInitError(str(err)) from None
 
 
 def _url_with_port(url, port):
