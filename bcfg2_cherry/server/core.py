@@ -549,16 +549,22 @@ class Core:
             statistics.add_timing("%s:Bind:%s" % (self.__class__.__name__, tag),
                                   time.perf_counter() - start)
 
-    def BuildConfiguration(self, client):
-        """Build the complete Configuration document of one client (core.md §4)."""
+    def BuildConfiguration(self, client, metadata=None):
+        """Build the complete Configuration document of one client (core.md §4).
+
+        ``metadata``, when given, is the client's metadata already built by the caller
+        (GetConfig resolves the client with metadata first); it is used instead of a
+        second ``build_metadata``.
+        """
         start = time.perf_counter()
         config = lxml.etree.Element("Configuration", version="2.0",
                                     revision=str(self.revision))
-        try:
-            metadata = self.build_metadata(client)
-        except MetadataConsistencyError:
-            self.logger.error("Metadata consistency error for client %s", client)
-            return lxml.etree.Element("error", type="metadata error")
+        if metadata is None:
+            try:
+                metadata = self.build_metadata(client)
+            except MetadataConsistencyError:
+                self.logger.error("Metadata consistency error for client %s", client)
+                return lxml.etree.Element("error", type="metadata error")
         self.client_run_hook("start_client_run", metadata)
         try:
             try:
@@ -947,9 +953,9 @@ class Core:
     @close_db_connection
     def GetConfig(self, address):
         """The client's Configuration document, as a string."""
-        client = self.resolve_client(address)[0]
+        client, metadata = self.resolve_client(address)
         try:
-            config = self.BuildConfiguration(client)
+            config = self.BuildConfiguration(client, metadata=metadata)
         except MetadataConsistencyError as err:
             self.critical_error("Metadata consistency failure for %s: %s" % (client, err))
         except ValidationError as err:

@@ -222,6 +222,41 @@ def test_metadata_error_becomes_fault_via_getconfig(core):
     assert err.value.faultString.startswith("Critical failure: ")
 
 
+def test_getconfig_builds_metadata_once(core):
+    """GetConfig hands the metadata it resolved the client with to BuildConfiguration
+    rather than building it twice; the document is the same either way."""
+    expected = lxml.etree.tostring(core.BuildConfiguration("web1.example.com"),
+                                   encoding="unicode")
+    fp.FakeMetadata.builds = []
+    assert core.GetConfig(addr(client="web1.example.com")) == expected
+    assert fp.FakeMetadata.builds == ["web1.example.com"]
+    md = core.build_metadata("db1.example.com")
+    fp.FakeMetadata.builds = []
+    config = core.BuildConfiguration("db1.example.com", metadata=md)
+    assert fp.FakeMetadata.builds == []
+    assert lxml.etree.tostring(config) == \
+        lxml.etree.tostring(core.BuildConfiguration("db1.example.com"))
+
+
+def test_connector_metadata_error(core, monkeypatch):
+    """core.md §4 step 2: a connector's MetadataConsistencyError makes
+    BuildConfiguration(client) answer the metadata error document; GetConfig meets it
+    in its own metadata build, so it fails before BuildConfiguration runs."""
+    from bcfg2_cherry.plugin.exceptions import MetadataConsistencyError
+
+    def refuse(self, metadata):
+        raise MetadataConsistencyError("connector says no")
+
+    monkeypatch.setattr(fp.FakeConnector, "get_additional_groups", refuse)
+    config = core.BuildConfiguration("web1.example.com")
+    assert lxml.etree.tostring(config) == b'<error type="metadata error"/>'
+    fp.FakeHooks.calls = []
+    with pytest.raises(Fault) as err:
+        dispatch.dispatch(core, "GetConfig", (), ("10.0.0.1", 1), "web1.example.com")
+    assert "connector says no" in err.value.faultString
+    assert fp.FakeHooks.calls == []
+
+
 def test_client_run_hooks_order(core):
     core.BuildConfiguration("db1.example.com")
     assert fp.FakeHooks.calls == [("start", "db1.example.com"), ("structures", 1),
