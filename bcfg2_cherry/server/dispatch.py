@@ -10,6 +10,8 @@ import binascii
 import inspect
 import logging
 import time
+import types
+import weakref
 import xmlrpc.client
 from xml.parsers.expat import ExpatError
 
@@ -76,8 +78,24 @@ def _marshallable(value):
     return value
 
 
+#: what ``xmlrpc.client.dumps((text,), methodresponse=True, encoding="utf-8")`` puts
+#: around a string result, as bytes
+_STRING_RESPONSE = (b"<?xml version='1.0'?>\n<methodResponse>\n<params>\n<param>\n"
+                    b"<value><string>",
+                    b"</string></value>\n</param>\n</params>\n</methodResponse>\n")
+
+
 def encode_result(result):
     """The methodResponse body (bytes) for a successful call."""
+    if type(result) is str:  # pylint: disable=unidiomatic-typecheck
+        # GetConfig's large documents: the bytes xmlrpc.client would produce, escaped
+        # after encoding (& < > are single bytes that never occur inside a multi-byte
+        # UTF-8 sequence, and bytes.replace is several times faster than str.replace)
+        data = result.encode("utf-8")
+        return b"".join((_STRING_RESPONSE[0],
+                         data.replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+                         .replace(b">", b"&gt;"),
+                         _STRING_RESPONSE[1]))
     return xmlrpc.client.dumps((_marshallable(result),), methodresponse=True,
                                allow_none=True, encoding="utf-8").encode("utf-8")
 
@@ -150,6 +168,28 @@ def resolve_method(core, method):
     return core._resolve_exposed_method(method), True  # pylint: disable=protected-access
 
 
+#: inspect.signature of bound methods, by their function (the same for every instance)
+_BOUND_SIGNATURES = weakref.WeakKeyDictionary()
+
+
+def _signature(func):
+    """``inspect.signature(func)``, remembered for bound methods (computing it costs
+    more than the rest of a small call's dispatch).
+    """
+    if not isinstance(func, types.MethodType):
+        return inspect.signature(func)
+    try:
+        return _BOUND_SIGNATURES[func.__func__]
+    except (KeyError, TypeError):
+        pass
+    sig = inspect.signature(func)
+    try:
+        _BOUND_SIGNATURES[func.__func__] = sig
+    except TypeError:  # not weak-referenceable
+        pass
+    return sig
+
+
 def dispatch(core, method, params, address, client=None):
     """Run one call and return its result; every failure is a Fault.
 
@@ -165,7 +205,7 @@ def dispatch(core, method, params, address, client=None):
         if takes_address:
             params = (ClientAddress(address, client),) + tuple(params)
         try:
-            inspect.signature(func).bind(*params)
+            _signature(func).bind(*params)
         except TypeError as err:
             raise Fault(INVALID_PARAMS, "Bad arguments for %s: %s" % (method, err)) from None
         except ValueError:

@@ -49,6 +49,55 @@ def test_basic_auth_refusals(header):
         parse_basic_auth(header)
 
 
+@pytest.mark.parametrize("text", [
+    "", "plain", "<Configuration a=\"1&amp;2\"><Path name='/x'>&lt;&gt;</Path>"
+    "</Configuration>", "]]> & < > \" '", "k\u00f6ln caf\u00e9 \u4e2d\u6587 \U0001f600",
+    "tab\tnewline\nreturn\r", "&amp;&&<<>>" * 1000])
+def test_string_results_encode_as_xmlrpc_does(text):
+    """encode_result's fast path for strings (GetConfig) gives xmlrpc.client's bytes."""
+    from bcfg2_cherry.server.dispatch import encode_result
+    expected = xmlrpc.client.dumps((text,), methodresponse=True, allow_none=True,
+                                   encoding="utf-8").encode("utf-8")
+    assert encode_result(text) == expected
+    # (an XML parser reads a bare CR as a newline)
+    assert xmlrpc.client.loads(encode_result(text).decode("utf-8"))[0] == \
+        (text.replace("\r", "\n"),)
+
+
+def test_other_results_encode_as_before():
+    from bcfg2_cherry.server.dispatch import encode_result
+    for value, plain in [(True, True), (None, None), (3, 3),
+                         ([["Path", "/a&b"]], [["Path", "/a&b"]]),
+                         ({"k": b"v<"}, {"k": "v<"}), ({"b", "a"}, ["a", "b"])]:
+        assert encode_result(value) == xmlrpc.client.dumps(
+            (plain,), methodresponse=True, allow_none=True,
+            encoding="utf-8").encode("utf-8")
+
+
+def test_dispatch_signature_cache_matches_inspect():
+    import inspect
+    from bcfg2_cherry.server.dispatch import _signature
+
+    class Thing:
+        def method(self, address, value, *rest):
+            return value
+
+        @classmethod
+        def klass(cls, one):
+            return one
+
+        def __call__(self, x):
+            return x
+
+    for func in (Thing().method, Thing().method, Thing.klass, Thing(), len,
+                 lambda a, b=1: a):
+        try:
+            expected = inspect.signature(func)
+        except ValueError:
+            continue
+        assert _signature(func) == expected
+
+
 def _pem(path):
     with open(path, encoding="ascii") as fh:
         return fh.read()
