@@ -12,6 +12,7 @@ Three ways to run it: standalone (``run()``, i.e. ``bcfg2-cherry serve``), mount
 an existing CherryPy application (``mount``), or as a WSGI callable (``wsgi_app``).
 """
 import collections
+import functools
 import html
 import logging
 import os
@@ -189,6 +190,15 @@ class HTTPServer(CPWSGIServer):
             conn.close()
 
 
+def _access_if_enabled(log, access):
+    """The application's ``log.access`` (CherryPy calls it after every request),
+    skipped when its INFO line would be dropped anyway: CherryPy builds the whole line,
+    a fresh request id included, before the logger looks at the level.
+    """
+    if log.access_log.isEnabledFor(logging.INFO):
+        access()
+
+
 def _readable_now(sock):
     """True if the kernel has data (or EOF) for ``sock`` right now."""
     poller = select.poll()
@@ -297,6 +307,8 @@ class CherrypyCore(NetworkCore):
         app.merge(self.app_config())
         level = logging.DEBUG if self.setup.debug else logging.WARNING
         app.log.access_log.setLevel(level)
+        app.log.access = functools.partial(_access_if_enabled, app.log,
+                                           app.log.access)
         self.app = app
         return app
 

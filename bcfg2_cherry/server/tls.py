@@ -49,6 +49,28 @@ def minimum_version(protocol):
                             "of %s" % (protocol, ", ".join(sorted(PROTOCOLS)))) from None
 
 
+class ServerContext(ssl.SSLContext):
+    """An SSLContext that lists its ciphers once.
+
+    cheroot's builtin adapter calls ``get_ciphers()`` for every connection (to find
+    ``SSL_CIPHER_ALGKEYSIZE``), and building that list of dicts costs more than the
+    rest of the connection's WSGI environ. The list only changes with ``set_ciphers``;
+    callers get copies, as from the plain method.
+    """
+
+    _cipher_list = None
+
+    def get_ciphers(self):
+        ciphers = self._cipher_list
+        if ciphers is None:
+            ciphers = self._cipher_list = ssl.SSLContext.get_ciphers(self)
+        return [dict(cipher) for cipher in ciphers]
+
+    def set_ciphers(self, specification, /):
+        self._cipher_list = None
+        ssl.SSLContext.set_ciphers(self, specification)
+
+
 def server_context(certificate, key, ca=None, protocol="xmlrpc/ssl"):
     """The server's SSLContext: TLS 1.2 or newer; with ``ca``, a client certificate is
     asked for (not required) and, when one is sent, verified against ``ca``.
@@ -60,7 +82,7 @@ def server_context(certificate, key, ca=None, protocol="xmlrpc/ssl"):
             if not path or not os.access(path, os.R_OK):
                 raise CoreInitError("[communication] %s = %s: not a readable file"
                                     % (label, path))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx = ServerContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = minimum_version(protocol)
     try:
         ctx.load_cert_chain(certificate, key)

@@ -98,6 +98,21 @@ def test_dispatch_signature_cache_matches_inspect():
         assert _signature(func) == expected
 
 
+def test_access_log_skipped_unless_enabled():
+    import logging
+    from bcfg2_cherry.server.cherrypy_core import _access_if_enabled
+    calls = []
+    log = type("Log", (), {})()
+    log.access_log = logging.getLogger("test.bcfg2.access")
+    log.access_log.setLevel(logging.WARNING)
+    _access_if_enabled(log, lambda: calls.append(1))
+    assert calls == []
+    log.access_log.setLevel(logging.DEBUG)
+    _access_if_enabled(log, lambda: calls.append(1))
+    assert calls == [1]
+    log.access_log.setLevel(logging.NOTSET)
+
+
 def _pem(path):
     with open(path, encoding="ascii") as fh:
         return fh.read()
@@ -193,6 +208,20 @@ def test_server_context(test_ca, tmp_path):
         tls.server_context(test_ca.server_cert, str(tmp_path / "missing.key"))
     with pytest.raises(CoreInitError):
         tls.server_context(test_ca.server_cert, test_ca.ca_cert)  # not its key
+
+
+def test_server_context_lists_ciphers_once(test_ca):
+    """get_ciphers (cheroot asks on every connection) is computed once, as the plain
+    method computes it, handed out as copies and recomputed after set_ciphers."""
+    ctx = tls.server_context(test_ca.server_cert, test_ca.server_key, test_ca.ca_cert)
+    plain = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    assert ctx.get_ciphers() == plain.get_ciphers() == ssl.SSLContext.get_ciphers(ctx)
+    ctx.get_ciphers()[0]["name"] = "changed"
+    ctx.get_ciphers().clear()
+    assert ctx.get_ciphers() == plain.get_ciphers()
+    ctx.set_ciphers("ECDHE+AESGCM")
+    plain.set_ciphers("ECDHE+AESGCM")
+    assert ctx.get_ciphers() == plain.get_ciphers() == ssl.SSLContext.get_ciphers(ctx)
 
 
 def test_demo_certificates(tmp_path):
