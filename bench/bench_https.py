@@ -12,6 +12,7 @@ against the in-process BuildConfiguration time per configuration (the target: wi
 1.25x).
 
     python bench/bench_https.py [--clients 1000] [--levels 1,8,64] [--seconds 10]
+                                [--repeat 1]
 """
 import argparse
 import concurrent.futures
@@ -203,23 +204,39 @@ def measure(url, ca, names, clients, seconds, mode, server_pid):
 
 
 def in_process_build(repo, workdir, names, builds):
-    """Seconds per BuildConfiguration in-process (LocalCore, same plugins)."""
+    """Seconds per BuildConfiguration in-process (LocalCore, same plugins), and per
+    GetConfig through the whole shared request path (dispatch.handle: authentication,
+    parsing, ACLs, GetConfig, encoding), each call from a new client port as over HTTPS.
+    """
+    import xmlrpc.client
     from bcfg2_cherry.options import Settings
+    from bcfg2_cherry.server import dispatch
+    from bcfg2_cherry.server.core import NetworkCore
     from bcfg2_cherry.server.local_core import LocalCore
+
+    class InProcessCore(LocalCore, NetworkCore):
+        name = "InProcessCore"
+
     conf = os.path.join(workdir, "inproc.conf")
     with open(conf, "w") as fh:
         fh.write("[server]\nrepository = %s\nplugins = %s\nfilemonitor = pseudo\n"
                  "[communication]\npassword = %s\n" % (repo, PLUGINS, PASSWORD))
-    core = LocalCore(Settings(conf)).load()
+    core = InProcessCore(Settings(conf)).load()
+    body = xmlrpc.client.dumps((), "GetConfig").encode("utf-8")
     try:
         for name in names[:10]:
             core.BuildConfiguration(name)
-        times = []
+        times, handled = [], []
         for i in range(builds):
             start = time.perf_counter()
             core.BuildConfiguration(names[i % len(names)])
             times.append(time.perf_counter() - start)
-        return times
+        for i in range(builds):
+            start = time.perf_counter()
+            dispatch.handle(core, body, ("127.0.0.1", 1024 + i),
+                            user=names[i % len(names)], password=PASSWORD)
+            handled.append(time.perf_counter() - start)
+        return times, handled
     finally:
         core.shutdown()
 
@@ -240,7 +257,10 @@ def main():
     parser.add_argument("--bundles", type=int, default=50)
     parser.add_argument("--core", default="cherrypy")
     parser.add_argument("--levels", default="1,8,64",
-                        help="concurrent clients, comma-separated")
+                        help="concurrent clients, comma-separated ('' for none: "
+                        "GetConfig alone)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="times to measure GetConfig alone at 8 clients")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="duration of each level")
     parser.add_argument("--builds", type=int, default=200,
@@ -272,29 +292,47 @@ def main():
     print("server: core %s, pid %d, %s, RSS after start %.0f MB"
           % (args.core, server.pid, url, rss_mb(server.pid)))
     try:
-        print("\nfull client runs (new TLS connection per call):")
-        for level in [int(x) for x in args.levels.split(",")]:
+        levels = [int(x) for x in args.levels.split(",") if x.strip()]
+        if levels:
+            print("\nfull client runs (new TLS connection per call):")
+        for level in levels:
             res = measure(url, tls["ca"], names, level, args.seconds, "run", server.pid)
             print("  %3d clients: %6.1f runs/s  GetConfig %s  run %s  RSS %.0f MB%s"
                   % (level, res["rate"], fmt_ms(res["getconfig"]), fmt_ms(res["run"]),
                      res["rss"], "  ERRORS %d: %s" % (len(res["errors"]),
                                                       res["errors"][0])
                      if res["errors"] else ""))
-        res = measure(url, tls["ca"], names, 8, args.seconds, "getconfig", server.pid)
-        served = len(res["getconfig"])
-        per_config = args.seconds / served if served else float("nan")
-        inproc = in_process_build(repo, workdir, names, args.builds)
+        rounds = []
+        for _ in range(max(1, args.repeat)):
+            res = measure(url, tls["ca"], names, 8, args.seconds, "getconfig",
+                          server.pid)
+            if res["getconfig"]:
+                rounds.append(res)
+        inproc, handled = in_process_build(repo, workdir, names, args.builds)
         mean_inproc = statistics.mean(inproc)
-        print("\nGetConfig only, 8 clients: %d configurations in %.0f s = %.1f ms each "
-              "(%s)" % (served, args.seconds, 1000 * per_config,
-                        fmt_ms(res["getconfig"])))
-        print("in-process BuildConfiguration: mean %.1f ms (%s)"
+        print("\nin-process BuildConfiguration: mean %.1f ms (%s)"
               % (1000 * mean_inproc, fmt_ms(inproc)))
-        print("ratio HTTPS/in-process: %.2f wall time per configuration (target <= 1.25; "
-              "clients share this machine's CPUs)" % (per_config / mean_inproc))
-        if served:
+        print("in-process GetConfig request (dispatch.handle): mean %.1f ms = %.2fx (%s)"
+              % (1000 * statistics.mean(handled), statistics.mean(handled) / mean_inproc,
+                 fmt_ms(handled)))
+        for res in rounds:
+            served = len(res["getconfig"])
+            per_config = args.seconds / served
+            print("\nGetConfig only, 8 clients: %d configurations in %.0f s = %.1f ms each "
+                  "(%s)%s" % (served, args.seconds, 1000 * per_config,
+                              fmt_ms(res["getconfig"]),
+                              "  ERRORS %d" % len(res["errors"]) if res["errors"] else ""))
+            print("ratio HTTPS/in-process: %.2f wall time per configuration (target <= "
+                  "1.25; clients share this machine's CPUs)" % (per_config / mean_inproc))
             print("server CPU per configuration: %.1f ms = %.2fx in-process build"
                   % (1000 * res["cpu"] / served, res["cpu"] / served / mean_inproc))
+        if len(rounds) > 1:
+            cpu = sorted(r["cpu"] / len(r["getconfig"]) / mean_inproc for r in rounds)
+            wall = sorted(args.seconds / len(r["getconfig"]) / mean_inproc for r in rounds)
+            print("\nover %d rounds: server CPU %.2f-%.2fx (median %.2f), wall %.2f-%.2fx "
+                  "(median %.2f) of in-process build" % (
+                      len(rounds), cpu[0], cpu[-1], statistics.median(cpu), wall[0],
+                      wall[-1], statistics.median(wall)))
     finally:
         server.send_signal(signal.SIGTERM)
         try:
