@@ -746,3 +746,18 @@ def test_cache_tag_is_shared_with_core(mk):
     first = core.build_metadata("web1.example.com")
     cache.expire("Metadata", "web1.example.com", exact=True)
     assert core.build_metadata("web1.example.com") is not first
+
+
+def test_session_cache_stays_bounded_under_steady_load(mk):
+    """Every name login is remembered by (ip, port) for 90 s; past the purge size the
+    expired ones go, oldest first, and fresh ones stay."""
+    from bcfg2_cherry.plugins.metadata import plugin as mdplugin
+    core = mk()
+    md = core.metadata
+    old = time.time() - mdplugin.SESSION_TTL - 1
+    for port in range(mdplugin.SESSION_PURGE_SIZE):
+        md.session_cache[("10.0.0.1", port)] = (old, "old.example.com", "old")
+    md.session_cache[("10.0.0.2", 1)] = (time.time(), "fresh.example.com", "fresh")
+    md._session_put(("10.0.0.3", 7), "new.example.com", "new")
+    assert list(md.session_cache) == [("10.0.0.2", 1), ("10.0.0.3", 7)]
+    assert md._session_get(("10.0.0.3", 7)) == ("new.example.com", "new")

@@ -1,6 +1,7 @@
 """The Metadata plugin: who a client is, its groups and profile, whether it may
 connect, and the write-back of profiles and versions (spec/repository.md §1).
 """
+import collections
 import hmac
 import logging
 import os
@@ -149,7 +150,7 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         self._groups_data = None
         self._clients_data = None
         #: (ip, port) -> (time, client, user) of user-name identifications
-        self.session_cache = {}
+        self.session_cache = collections.OrderedDict()
         self._session_lock = threading.Lock()
         self._warned = set()
         self.query = MetadataQuery(core.build_metadata, self.list_clients,
@@ -337,11 +338,15 @@ class Metadata(Plugin, interfaces.Metadata, interfaces.ClientRunHooks):
         key = tuple(address[:2])
         now = time.time()
         with self._session_lock:
-            if len(self.session_cache) > SESSION_PURGE_SIZE:
-                for old in [k for k, v in self.session_cache.items()
-                            if now - v[0] >= SESSION_TTL]:
-                    del self.session_cache[old]
-            self.session_cache[key] = (now, client, user)
+            cache = self.session_cache
+            cache[key] = (now, client, user)
+            cache.move_to_end(key)  # oldest first
+            if len(cache) > SESSION_PURGE_SIZE:
+                while cache:
+                    oldest = next(iter(cache))
+                    if now - cache[oldest][0] < SESSION_TTL:
+                        break
+                    del cache[oldest]
 
     def _session_get(self, address, cleanup=False):
         """``(client, user)`` remembered for this (ip, port), if younger than 90 s."""
