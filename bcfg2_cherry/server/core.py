@@ -711,6 +711,10 @@ class Core:
                 return (client, None)
             try:
                 return (client, self.build_metadata(client))
+            except MetadataConsistencyError as err:
+                # a Connector's error (the plugin's own already became a Fault)
+                self.critical_error("Client metadata resolution error for %s: %s" %
+                                    (address[0], err))
             except MetadataRuntimeError as err:
                 self.critical_error("Metadata system runtime failure for %s: %s" %
                                     (address[0], err))

@@ -253,7 +253,9 @@ def test_connector_metadata_error(core, monkeypatch):
     fp.FakeHooks.calls = []
     with pytest.raises(Fault) as err:
         dispatch.dispatch(core, "GetConfig", (), ("10.0.0.1", 1), "web1.example.com")
-    assert "connector says no" in err.value.faultString
+    assert err.value.faultCode == -32500
+    assert err.value.faultString == ("Critical failure: Client metadata resolution error "
+                                     "for 10.0.0.1: connector says no")
     assert fp.FakeHooks.calls == []
 
 
