@@ -426,30 +426,28 @@ class Core:
     @track_statistics()
     def validate_structures(self, metadata, data):
         """Run StructureValidator plugins; a ValidationError aborts the build."""
-        for plugin in self.plugins_by_type(StructureValidator):
-            try:
-                plugin.validate_structures(metadata, data)
-            except ValidationError as err:
-                self.logger.error("Plugin %s structure validation failed: %s",
-                                  plugin.name, err)
-                raise
-            except Exception:  # pylint: disable=broad-except
-                self.logger.error("Plugin %s: unexpected structure validation failure",
-                                  plugin.name, exc_info=True)
+        self._validate(StructureValidator, "validate_structures", "structure",
+                       metadata, data)
 
     @track_statistics()
     def validate_goals(self, metadata, data):
         """Run GoalValidator plugins; a ValidationError aborts the build."""
-        for plugin in self.plugins_by_type(GoalValidator):
+        self._validate(GoalValidator, "validate_goals", "goal", metadata, data)
+
+    def _validate(self, interface, method, kind, metadata, data):
+        """Call ``method`` of every ``interface`` plugin: a ValidationError is logged and
+        raised, any other error logged and ignored (core.md §3).
+        """
+        for plugin in self.plugins_by_type(interface):
             try:
-                plugin.validate_goals(metadata, data)
+                getattr(plugin, method)(metadata, data)
             except ValidationError as err:
-                self.logger.error("Plugin %s goal validation failed: %s",
-                                  plugin.name, err)
+                self.logger.error("Plugin %s %s validation failed: %s", plugin.name, kind,
+                                  err)
                 raise
             except Exception:  # pylint: disable=broad-except
-                self.logger.error("Plugin %s: unexpected goal validation failure",
-                                  plugin.name, exc_info=True)
+                self.logger.error("Plugin %s: unexpected %s validation failure",
+                                  plugin.name, kind, exc_info=True)
 
     # ------------------------------------------------------------------ building
 
