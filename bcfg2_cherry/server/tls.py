@@ -174,6 +174,13 @@ def _asn1_time(when):
     return "%s %2d %s" % (when.strftime("%b"), when.day, when.strftime("%H:%M:%S %Y GMT"))
 
 
+def _serial_hex(serial):
+    """A serial number as ``getpeercert()`` writes it: upper-case hex of whole bytes
+    (an odd number of digits gets a leading 0)."""
+    text = "%X" % serial
+    return "0" + text if len(text) % 2 else text
+
+
 def cert_to_dict(cert):
     """A ``cryptography`` certificate as ``ssl.SSLSocket.getpeercert()`` returns one:
     ``{"subject": ((("commonName", "host"),),), "subjectAltName": (("DNS", ..),), ...}``.
@@ -184,7 +191,7 @@ def cert_to_dict(cert):
         "subject": _name_tuple(cert.subject, names),
         "issuer": _name_tuple(cert.issuer, names),
         "version": cert.version.value + 1,
-        "serialNumber": "%X" % cert.serial_number,
+        "serialNumber": _serial_hex(cert.serial_number),
         "notBefore": _asn1_time(cert.not_valid_before_utc),
         "notAfter": _asn1_time(cert.not_valid_after_utc),
     }

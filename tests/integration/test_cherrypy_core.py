@@ -564,3 +564,10 @@ def test_daemon_drops_privileges(test_ca):
         assert not os.path.exists(pidfile)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("serial,text", [(0x0816959795927A, "0816959795927A"),
+                                         (0xABCD, "ABCD"), (1, "01")])
+def test_serial_number_is_written_in_whole_bytes(serial, text):
+    """getpeercert() pads the hex serial to whole bytes; so must the proxy path."""
+    assert tls._serial_hex(serial) == text
