@@ -3,9 +3,9 @@
 The Core finds plugins by interface (``Core.plugins_by_type``) and calls the methods
 below at the points described in spec/core.md §3.
 """
+import json
 import logging
 import os
-import pickle
 import queue
 import threading
 
@@ -109,8 +109,9 @@ class Threaded:
 class ThreadedStatistics(Statistics, Threaded, threading.Thread):
     """Statistics handled in a thread of their own, from a bounded queue.
 
-    What is still queued at shutdown is pickled to ``<repository>/etc/<Name>.pending``
-    and reloaded at the next start, so no upload is lost across a restart.
+    What is still queued at shutdown is saved (as JSON) to
+    ``<repository>/etc/<Name>.pending`` and reloaded at the next start, so no upload is
+    lost across a restart.
     """
 
     max_queue = 100000
@@ -138,7 +139,7 @@ class ThreadedStatistics(Statistics, Threaded, threading.Thread):
             return
         from bcfg2_cherry.xml import tostring
         from bcfg2_cherry.state import atomic_write
-        data = pickle.dumps([(host, tostring(xdata)) for host, xdata in items])
+        data = json.dumps([[host, tostring(xdata)] for host, xdata in items])
         os.makedirs(os.path.dirname(self.pending_file), exist_ok=True)
         atomic_write(self.pending_file, data)
 
@@ -147,8 +148,8 @@ class ThreadedStatistics(Statistics, Threaded, threading.Thread):
             return
         from bcfg2_cherry.xml import parse_client_xml
         try:
-            with open(self.pending_file, "rb") as fh:
-                items = pickle.load(fh)
+            with open(self.pending_file, encoding="utf-8") as fh:
+                items = json.load(fh)
             for host, text in items:
                 metadata = self.core.build_metadata(host)
                 self.work_queue.put_nowait((metadata, parse_client_xml(text)))

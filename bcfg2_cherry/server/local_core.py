@@ -1,6 +1,7 @@
 """An in-process core for introspection (``bcfg2-cherry info``), tests and benchmarks:
 it loads the repository but listens on nothing, and handles file events when asked.
 """
+from bcfg2_cherry.plugin.interfaces import Threaded
 from bcfg2_cherry.server.core import Core
 
 
@@ -19,6 +20,8 @@ class LocalCore(Core):
         """Load the plugins and handle the initial file events; returns self."""
         self.load_plugins()
         self.fam.start()
+        for plugin in self.plugins_by_type(Threaded):
+            plugin.start_threads()
         self.block_for_fam_events(handle_events=True)
         self.ready.set()
         return self
