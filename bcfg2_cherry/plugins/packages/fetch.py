@@ -7,12 +7,12 @@ concurrent download never leaves half a file behind.
 """
 import base64
 import logging
-import os
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from bcfg2_cherry.state import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -76,33 +76,22 @@ def fetch_url(url, timeout=DEFAULT_TIMEOUT):
 def fetch_to_file(url, path, timeout=DEFAULT_TIMEOUT):
     """Download ``url`` to ``path`` (atomically replaced); returns the size."""
     clean, request = _request(url)
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path)[:100],
-                               suffix=".part", dir=directory)
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    while True:
-                        chunk = response.read(CHUNK)
-                        if not chunk:
-                            break
-                        size += len(chunk)
-                        if size > MAX_SIZE:
-                            raise FetchError("Failed to fetch %s: larger than %d bytes"
-                                             % (clean, MAX_SIZE))
-                        out.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as err:
-                raise FetchError("Failed to fetch %s: %s" % (clean, _describe(err))) \
-                    from None
-        os.replace(tmp, path)
-    except BaseException:
+    with atomic_open(path) as out:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                while True:
+                    chunk = response.read(CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > MAX_SIZE:
+                        raise FetchError("Failed to fetch %s: larger than %d bytes"
+                                         % (clean, MAX_SIZE))
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise FetchError("Failed to fetch %s: %s" % (clean, _describe(err))) \
+                from None
     return size
 
 
