@@ -48,6 +48,15 @@ def free_port_factory():
 
 
 @pytest.fixture
+def cores():
+    """A list to put the cores a test makes in; each is shut down after the test."""
+    made = []
+    yield made
+    for core in made:
+        core.shutdown()
+
+
+@pytest.fixture
 def demo_repo(tmp_path):
     """A copy of conf/demo-repo in tmp_path; return its path (a pathlib.Path)."""
     target = tmp_path / "demo-repo"

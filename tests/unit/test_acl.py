@@ -9,13 +9,10 @@ import pytest
 
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.plugins.acl import rmi_names_equal
-from bcfg2_cherry.server.core import ClientAddress, NetworkCore
-from bcfg2_cherry.server.local_core import LocalCore
+from bcfg2_cherry.server.core import ClientAddress
+from tests.support.cores import TestNetworkCore
 
 
-class ACLCore(LocalCore, NetworkCore):
-    """An in-process core with NetworkCore's authentication."""
-    name = "ACLCore"
 
 
 GROUPS = """<Groups>
@@ -69,17 +66,9 @@ def make_core(tmp_path, ip_xml=None, metadata_xml=None, filemonitor="pseudo"):
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = Metadata, ACL\n"
                     "filemonitor = %s\n" % (repo, filemonitor))
-    core = ACLCore(Settings(str(conf)))
+    core = TestNetworkCore(Settings(str(conf)))
     core.load()
     return core
-
-
-@pytest.fixture
-def cores():
-    made = []
-    yield made
-    for core in made:
-        core.shutdown()
 
 
 def check(core, ip, method):

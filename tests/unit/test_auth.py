@@ -12,15 +12,12 @@ import pytest
 
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.plugin import MetadataConsistencyError
-from bcfg2_cherry.server.core import ClientAddress, NetworkCore
+from bcfg2_cherry.server.core import ClientAddress
 from bcfg2_cherry.server.errors import Fault
-from bcfg2_cherry.server.local_core import LocalCore
 from bcfg2_cherry.xml import parse_repo_file
+from tests.support.cores import TestNetworkCore
 
 
-class AuthCore(LocalCore, NetworkCore):
-    """An in-process core with NetworkCore's authentication."""
-    name = "AuthCore"
 
 
 GROUPS = '<Groups><Group name="p" profile="true" public="true" default="true"/></Groups>'
@@ -144,7 +141,7 @@ def make_core(tmp_path, mode, clients=CLIENTS, groups=GROUPS, password=GLOBAL):
         "[communication]\n%sauthentication = %s\n"
         "ca = %s\n" % (repo, "password = %s\n" % password if password else "", mode,
                        tmp_path / "ca.pem"))
-    core = AuthCore(Settings(str(conf)))
+    core = TestNetworkCore(Settings(str(conf)))
     core.load()
     return core
 

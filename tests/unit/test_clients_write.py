@@ -11,10 +11,10 @@ import pytest
 
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.plugins.metadata import clients_xml_lock, lock_file_path
-from bcfg2_cherry.server.core import ClientAddress, NetworkCore
+from bcfg2_cherry.server.core import ClientAddress
 from bcfg2_cherry.server.errors import Fault
-from bcfg2_cherry.server.local_core import LocalCore
 from bcfg2_cherry.xml import XINCLUDE_NS, parse_repo_file
+from tests.support.cores import TestNetworkCore
 
 GLOBAL = "global-pw"
 
@@ -45,9 +45,6 @@ INCLUDED = """<Clients>
 """
 
 
-class WriteCore(LocalCore, NetworkCore):
-    """An in-process core with NetworkCore's authentication."""
-    name = "WriteCore"
 
 
 @pytest.fixture
@@ -64,7 +61,7 @@ def start_core(tmp_path, repo, filemonitor="inotify", monitor_thread=True):
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = Metadata\nfilemonitor = %s\n"
                     "[communication]\npassword = %s\n" % (repo, filemonitor, GLOBAL))
-    core = WriteCore(Settings(str(conf)))
+    core = TestNetworkCore(Settings(str(conf)))
     core.load()
     if monitor_thread:
         # the core's real file monitor thread, as a network core runs it

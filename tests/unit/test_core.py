@@ -8,20 +8,16 @@ from bcfg2_cherry import statistics
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.server import dispatch
 from bcfg2_cherry.server.core import (
-    ClientAddress, CoreInitError, DefaultACL, NetworkCore, sort_xml)
+    ClientAddress, CoreInitError, DefaultACL, sort_xml)
 from bcfg2_cherry.server.errors import AuthenticationFailure, Fault, RequestError
-from bcfg2_cherry.server.local_core import LocalCore
 from tests.unit import fakeplugins as fp
+from tests.support.cores import TestNetworkCore
 
 M = "tests.unit.fakeplugins:"
 BASE_PLUGINS = ["FakeMetadata", "FakeBundler", "FakeGenerator", "FakeConnector",
                 "FakeHooks", "FakeProbes", "FakeDecisions", "FakeStats"]
 
 
-class TestNetworkCore(LocalCore, NetworkCore):
-    """LocalCore loading with NetworkCore's authenticate, for tests."""
-    __test__ = False
-    name = "TestNetworkCore"
 
 
 @pytest.fixture(autouse=True)

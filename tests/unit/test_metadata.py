@@ -13,19 +13,16 @@ from bcfg2_cherry.options import Settings
 from bcfg2_cherry.plugin import MetadataConsistencyError, MetadataRuntimeError
 from bcfg2_cherry.plugins.metadata import ClientMetadata, VersionInfo
 from bcfg2_cherry.server import dispatch
-from bcfg2_cherry.server.core import ClientAddress, CoreInitError, NetworkCore
+from bcfg2_cherry.server.core import ClientAddress, CoreInitError
 from bcfg2_cherry.server.errors import Fault
-from bcfg2_cherry.server.local_core import LocalCore
 from bcfg2_cherry.xml import parse_repo_file
 from tests.support.servers import WIRE_DIR
+from tests.support.cores import TestNetworkCore
 
 #: the recorded upstream exchanges (the in-tree copy)
 WIRE_REPO = os.path.join(WIRE_DIR, "repo")
 
 
-class MDCore(LocalCore, NetworkCore):
-    """An in-process core with NetworkCore's authentication, for tests."""
-    name = "MDCore"
 
 
 def make_core(tmp_path, groups="<Groups/>", clients="<Clients/>", plugins="Metadata",
@@ -42,17 +39,9 @@ def make_core(tmp_path, groups="<Groups/>", clients="<Clients/>", plugins="Metad
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = %s\nfilemonitor = %s\n%s"
                     % (repo, plugins, filemonitor, extra))
-    core = MDCore(Settings(str(conf)))
+    core = TestNetworkCore(Settings(str(conf)))
     core.load()
     return core
-
-
-@pytest.fixture
-def cores():
-    made = []
-    yield made
-    for core in made:
-        core.shutdown()
 
 
 @pytest.fixture
@@ -696,7 +685,7 @@ def test_wire_repository(tmp_path, cores):
     conf = tmp_path / "bcfg2.conf"
     conf.write_text("[server]\nrepository = %s\nplugins = Metadata\nfilemonitor = pseudo\n"
                     "[communication]\npassword = wiredemo-global\n" % repo)
-    core = MDCore(Settings(str(conf)))
+    core = TestNetworkCore(Settings(str(conf)))
     cores.append(core)
     core.load()
     local = ("127.0.0.1", 40001)

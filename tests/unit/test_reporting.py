@@ -8,7 +8,7 @@ import pytest
 from bcfg2_cherry.options import Settings
 from bcfg2_cherry.server.core import ClientAddress
 from tests.unit import fakeplugins as fp
-from tests.unit.test_core import TestNetworkCore
+from tests.support.cores import TestNetworkCore
 
 PLUGINS = ["tests.unit.fakeplugins:FakeMetadata", "Reporting"]
 
