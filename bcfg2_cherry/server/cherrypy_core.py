@@ -33,7 +33,6 @@ from cheroot.errors import MaxSizeExceeded
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from bcfg2_cherry.options import OptionError, Settings
-from bcfg2_cherry.plugin.interfaces import Metadata
 from bcfg2_cherry.server import dispatch
 from bcfg2_cherry.server.core import NetworkCore
 from bcfg2_cherry.server.errors import (
@@ -439,17 +438,6 @@ class CherrypyCore(NetworkCore):
             self._started = True
         NetworkCore._start(self)
         logger.info("Bcfg2 core ready with plugins %s", ", ".join(sorted(self.plugins)))
-
-    def reload_config(self):
-        """Re-read bcfg2.conf (SIGHUP) and expire the metadata cache."""
-        logger.info("Re-reading %s", self.cfile)
-        try:
-            self.setup.reload()
-        except OptionError as err:
-            logger.error("Keeping the previous options: %s", err)
-            return
-        self.metadata_cache_mode_changed()
-        self.expire_caches_by_type(Metadata)
 
     def shutdown(self):
         """Shut the core down once; stop the engine too if ``run`` started it."""

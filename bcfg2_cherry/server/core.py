@@ -342,19 +342,20 @@ class Core:
 
     def HandleEvent(self, event):
         """A change of bcfg2.conf: re-read the options and expire the metadata cache."""
-        if event.code2str() not in ("changed", "created"):
-            return
-        self.logger.info("%s changed: re-reading options", self.cfile)
+        if event.code2str() in ("changed", "created"):
+            self.reload_config()
+
+    def reload_config(self):
+        """Re-read bcfg2.conf (file change, SIGHUP) and expire the metadata cache; a
+        file with a bad value is logged and the previous options stay.
+        """
+        self.logger.info("Re-reading %s", self.cfile)
         try:
             self.setup.reload()
         except OptionError as err:
             self.logger.error("Keeping the previous options: %s", err)
             return
-        self.metadata_cache_mode_changed()
         self.expire_caches_by_type(Metadata)
-
-    def metadata_cache_mode_changed(self):
-        """Hook for cores that keep derived state from the cache mode."""
 
     def block_for_fam_events(self, handle_events=False):
         """Wait until the file monitor has no pending events (handling them here too

@@ -615,3 +615,22 @@ def test_conflicting_altsrc_is_logged(core, caplog):
     config = core.BuildConfiguration("web1.example.com")
     assert "conflicting altsrc values" in caplog.text
     assert config.tag == "Configuration"
+
+
+def test_bcfg2_conf_change_rereads_options_and_keeps_them_on_error(tmp_path, caplog):
+    from bcfg2_cherry.filemonitor import Event
+    c = make_core(tmp_path, extra="[caching]\nclient_metadata = aggressive\n")
+    try:
+        c.build_metadata("web1.example.com")
+        conf = tmp_path / "bcfg2.conf"
+        conf.write_text(conf.read_text().replace("aggressive", "cautious"))
+        c.HandleEvent(Event(1, str(conf), "changed"))
+        assert c.setup.cache_mode == "cautious"
+        c.build_metadata("web1.example.com")   # the change expired the cache
+        assert fp.FakeMetadata.builds.count("web1.example.com") == 2
+        conf.write_text(conf.read_text() + "[server]\numask = 9z\n")
+        c.HandleEvent(Event(1, str(conf), "changed"))
+        assert "Keeping the previous options" in caplog.text
+        assert c.setup.cache_mode == "cautious"
+    finally:
+        c.shutdown()
